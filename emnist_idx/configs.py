@@ -1,0 +1,52 @@
+"""The six EMNIST splits: names, classes and NIST's file names."""
+
+from __future__ import annotations
+
+import string
+
+SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+DEFAULT_SPLIT = "balanced"
+FILE_SPLITS = ("train", "test")
+
+_DIGITS = tuple(string.digits)
+_UPPER = tuple(string.ascii_uppercase)
+_MERGED_LOWER = tuple("abdefghnqrt")  # the lower-case letters bymerge/balanced keep apart
+
+CLASS_NAMES: dict[str, tuple[str, ...]] = {
+    "byclass": _DIGITS + _UPPER + tuple(string.ascii_lowercase),
+    "bymerge": _DIGITS + _UPPER + _MERGED_LOWER,
+    "balanced": _DIGITS + _UPPER + _MERGED_LOWER,
+    "letters": tuple(upper + upper.lower() for upper in _UPPER),
+    "digits": _DIGITS,
+    "mnist": _DIGITS,
+}
+
+# The label each split's files give their first class (letters counts from 1).
+FIRST_LABEL: dict[str, int] = {split: (1 if split == "letters" else 0) for split in SPLITS}
+
+DESCRIPTIONS: dict[str, str] = {
+    "byclass": "62 unbalanced classes: digits, upper- and lower-case letters.",
+    "bymerge": "47 unbalanced classes: 15 lower-case letters that look like their upper case are merged.",
+    "balanced": "47 balanced classes: the bymerge classes with the same number of examples each.",
+    "letters": "26 balanced classes: upper and lower case of each letter merged.",
+    "digits": "10 balanced classes: the digits 0-9.",
+    "mnist": "10 classes: a drop-in replacement for MNIST.",
+}
+
+
+def image_file(split: str, file_split: str) -> str:
+    """NIST's name for a split's gzip'd images file, e.g. emnist-mnist-train-images-idx3-ubyte.gz."""
+    return f"emnist-{split}-{file_split}-images-idx3-ubyte.gz"
+
+
+def label_file(split: str, file_split: str) -> str:
+    """NIST's name for a split's gzip'd labels file."""
+    return f"emnist-{split}-{file_split}-labels-idx1-ubyte.gz"
+
+
+def mapping_file(split: str) -> str:
+    """NIST's name for a split's mapping file."""
+    return f"emnist-{split}-mapping.txt"
+
+# NIST's bundle; its size and sha256 live in checksums.tsv beside the builder.
+BUNDLE_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
