@@ -1,0 +1,131 @@
+"""Checking a split's files against each other and against the config before anything is written."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from emnist_idx import configs
+from emnist_idx.errors import IdxFormatError
+from emnist_idx.idx import IdxHeader, IdxReader
+from emnist_idx.mapping import read_label_mapping
+from emnist_idx.sources import SourceFile, SplitFiles
+
+IMAGE_SIZE = (28, 28)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckedPart:
+    """One of a split's parts (train or test): its images file and its labels, already 0-based."""
+
+    images: SourceFile
+    labels: np.ndarray  # int64 class ids 0..num_classes-1
+
+    @property
+    def count(self) -> int:
+        return len(self.labels)
+
+
+def check_mapping(source: SourceFile, split: str) -> None:
+    """The mapping file must name exactly the classes the config declares."""
+    with source.open() as stream:
+        mapping = read_label_mapping(stream, source.name)
+    expected = configs.CLASS_NAMES[split]
+    if mapping.names != expected:
+        raise IdxFormatError(
+            source.name,
+            f"mapping names {len(mapping.names)} classes {''.join(mapping.names)!r}, expected the "
+            f"{len(expected)} classes of EMNIST {split} {''.join(expected)!r}",
+        )
+    if mapping.first_label != configs.FIRST_LABEL[split]:
+        raise IdxFormatError(
+            source.name,
+            f"labels start at {mapping.first_label}, expected {configs.FIRST_LABEL[split]} for {split}",
+        )
+
+
+def check_image_header(source: SourceFile) -> IdxHeader:
+    """Images must be an (N, 28, 28) uint8 IDX file whose size matches its header."""
+    with source.open() as stream, IdxReader(stream, source.name) as reader:
+        header = reader.header
+    if header.dtype != np.uint8 or header.shape[1:] != IMAGE_SIZE:
+        raise IdxFormatError(
+            source.name,
+            f"expected images of shape (N, 28, 28) and dtype uint8, found shape {header.shape} "
+            f"and dtype {header.dtype}",
+        )
+    return header
+
+
+def read_labels(source: SourceFile, split: str, image_count: int, images_name: str) -> np.ndarray:
+    """Reads a labels file in full and returns 0-based class ids, checked against the images."""
+    with source.open() as stream, IdxReader(stream, source.name) as reader:
+        header = reader.header
+        if header.dtype != np.uint8 or len(header.shape) != 1:
+            raise IdxFormatError(
+                source.name,
+                f"expected labels of shape (N,) and dtype uint8, found shape {header.shape} and "
+                f"dtype {header.dtype}",
+            )
+        if header.count != image_count:
+            raise IdxFormatError(
+                source.name,
+                f"header says {header.count:,} labels, images file {images_name} has "
+                f"{image_count:,} images",
+            )
+        raw = reader.read()
+        reader.finish()
+    first = configs.FIRST_LABEL[split]
+    num_classes = len(configs.CLASS_NAMES[split])
+    if raw.size:
+        low, high = int(raw.min()), int(raw.max())
+        if low < first or high >= first + num_classes:
+            bad = int(np.flatnonzero((raw < first) | (raw >= first + num_classes))[0])
+            raise IdxFormatError(
+                source.name,
+                f"label {int(raw[bad])} at index {bad} is not a class of EMNIST {split}: "
+                f"expected {first} to {first + num_classes - 1}",
+            )
+    return raw.astype(np.int64) - first
+
+
+def check_split(files: SplitFiles) -> dict[str, CheckedPart]:
+    """Validates every file of a split; returns each part's images source and 0-based labels."""
+    check_mapping(files.mapping, files.split)
+    parts = {}
+    for part in configs.FILE_SPLITS:
+        header = check_image_header(files.images[part])
+        labels = read_labels(files.labels[part], files.split, header.count, files.images[part].name)
+        parts[part] = CheckedPart(images=files.images[part], labels=labels)
+    return parts
+
+
+def iter_upright(source: SourceFile, start: int, stop: int, records_per_chunk: int
+                 ) -> Iterator[np.ndarray]:
+    """Streams images ``start:stop`` of an images file as upright (k, 28, 28) uint8 arrays.
+
+    NIST stores each image transposed; the arrays yielded are transposed views (no copy). The file
+    is checked to end exactly where its header says when ``stop`` is its last image.
+    """
+    with source.open() as stream, IdxReader(stream, source.name) as reader:
+        position = 0
+        while position < start:
+            position += len(reader.read(min(records_per_chunk, start - position)))
+        while position < stop:
+            chunk = reader.read(min(records_per_chunk, stop - position))
+            position += len(chunk)
+            yield chunk.transpose(0, 2, 1)
+        if not reader.records_left:
+            reader.finish()
+
+
+def pixel_moments(histogram: Sequence[int] | np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation on the 0..1 scale from a 256-bin pixel histogram."""
+    counts = np.asarray(histogram, dtype=np.float64)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    total = counts.sum()
+    mean = float((counts * values).sum() / total)
+    std = float(np.sqrt((counts * (values - mean) ** 2).sum() / total))
+    return mean, std

@@ -1,0 +1,169 @@
+"""The ``emnist_idx`` TFDS builder: EMNIST from NIST's IDX files, upright, named and validated."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import split_builder as split_builder_lib
+from tensorflow_datasets.core.utils import tqdm_utils
+
+from emnist_idx import checks, configs, shard_writer
+from emnist_idx.records import RecordEncoder
+from emnist_idx.sources import SourceFile, SplitFiles, find_split_files
+
+_HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
+_DESCRIPTION = """\
+EMNIST: handwritten characters from NIST Special Database 19 in MNIST's 28x28 format, in six splits.
+Images are stored upright (NIST's files hold them transposed), as raw uint8 bytes; labels are named
+by the characters of NIST's mapping files. Counts come from the IDX headers. Example i of each split
+is record i of NIST's file. The train split's pixel mean and std (0..1 scale) are in the metadata.
+"""
+_CITATION = """\
+@inproceedings{cohen2017emnist,
+  title = {{EMNIST}: Extending {MNIST} to handwritten letters},
+  author = {Cohen, Gregory and Afshar, Saeed and Tapson, Jonathan and van Schaik, Andr{\\'e}},
+  booktitle = {2017 International Joint Conference on Neural Networks (IJCNN)},
+  pages = {2921--2926},
+  year = {2017},
+  doi = {10.1109/IJCNN.2017.7966217},
+}
+"""
+_MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
+Download NIST's bundle {configs.BUNDLE_URL} and place it in the manual dir in any of these shapes:
+the zip as downloaded (gzip.zip), its extracted gzip/ folder, the loose emnist-*.gz files, or the
+gunzipped IDX files, with the emnist-*-mapping.txt files. Then run
+`tfds build emnist_idx --imports emnist_idx --manual_dir DIR --config CONFIG`.
+"""
+
+
+class Builder(tfds.core.ShardBasedBuilder):
+    """EMNIST, one config per split, written in bulk with exactly TFDS's records and layout."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Upright images, named labels, validated IDX, bulk-written shards."}
+    BUILDER_CONFIGS = [
+        tfds.core.BuilderConfig(name=split, description=configs.DESCRIPTIONS[split])
+        for split in configs.SPLITS
+    ]
+    DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_SPLIT
+    MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=_DESCRIPTION,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Tensor(
+                    shape=(28, 28, 1), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                ),
+                "label": tfds.features.ClassLabel(names=configs.CLASS_NAMES[self.builder_config.name]),
+            }),
+            supervised_keys=("image", "label"),
+            homepage=_HOMEPAGE,
+            citation=_CITATION,
+            metadata=tfds.core.MetadataDict(),
+            disable_shuffling=True,
+        )
+
+    def _download_and_prepare(
+        self,
+        dl_manager: tfds.download.DownloadManager,
+        download_config: tfds.download.DownloadConfig | None = None,
+    ) -> None:
+        parts = checks.check_split(self._split_files(dl_manager))
+        if download_config and (download_config.beam_runner or download_config.beam_options):
+            # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
+            super()._download_and_prepare(dl_manager, download_config)
+            histogram = _pixel_histogram(parts["train"])
+        else:
+            histogram = self._write_splits_in_bulk(parts)
+        mean, std = checks.pixel_moments(histogram)
+        self.info.metadata.update({"mean": mean, "std": std})
+
+    def _write_splits_in_bulk(self, parts: Mapping[str, checks.CheckedPart]) -> np.ndarray:
+        encoder = RecordEncoder(self.info.features)
+        histogram = np.zeros(256, dtype=np.int64)
+
+        def count_pixels(chunk: np.ndarray) -> None:
+            histogram[:] += np.bincount(chunk.reshape(-1), minlength=256)
+
+        split_infos = []
+        for name, part in parts.items():
+            with tqdm_utils.tqdm(total=part.count, desc=f"Generating {name} examples...",
+                                 unit=" examples", leave=False) as progress:
+                split_infos.append(shard_writer.write_split(
+                    split_name=name,
+                    labels=part.labels,
+                    read_images=functools.partial(_read_images, part.images),
+                    encoder=encoder,
+                    filename_template=self._get_filename_template(split_name=name),
+                    file_format=self.info.file_format,
+                    on_chunk=count_pixels if name == "train" else None,
+                    progress=progress.update,
+                ))
+        self.info.set_splits(tfds.core.SplitDict(split_infos))
+        return histogram
+
+    def _shard_iterators_per_split(
+        self, dl_manager: tfds.download.DownloadManager
+    ) -> dict[str, Sequence[split_builder_lib.ExampleGeneratorFn]]:
+        """One generator per shard, for TFDS's per-example writer (used on Beam)."""
+        parts = checks.check_split(self._split_files(dl_manager))
+        record_size = RecordEncoder(self.info.features).record_size
+        return {
+            name: [
+                functools.partial(_shard_examples, part.images, part.labels[start:stop], start, stop)
+                for start, stop in shard_writer.plan_shards(part.count, record_size)
+            ]
+            for name, part in parts.items()
+        }
+
+    def _split_files(self, dl_manager: tfds.download.DownloadManager) -> SplitFiles:
+        """The split's files from the manual dir, else from NIST's bundle through dl_manager."""
+        split = self.builder_config.name
+        manual_dir = _manual_dir(dl_manager)
+        try:
+            return find_split_files(split, [manual_dir] if manual_dir else [])
+        except FileNotFoundError as not_in_manual_dir:
+            try:
+                bundle = dl_manager.download(configs.BUNDLE_URL)
+            except Exception as download_error:  # noqa: BLE001 - any failure means "not available"
+                raise FileNotFoundError(
+                    f"{not_in_manual_dir}\nDownloading {configs.BUNDLE_URL} failed too: "
+                    f"{type(download_error).__name__}: {download_error}"
+                ) from download_error
+            return find_split_files(split, [bundle])
+
+
+def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Path | None:
+    try:
+        return Path(dl_manager.manual_dir)
+    except AssertionError:  # TFDS asserts that a manual dir exists and is not empty
+        return None
+    except NotADirectoryError:  # the manual dir given is NIST's zip itself
+        return Path(dl_manager._manual_dir)  # noqa: SLF001 - TFDS exposes it only as a directory
+
+
+def _read_images(source: SourceFile, start: int, stop: int) -> Iterator[np.ndarray]:
+    return checks.iter_upright(source, start, stop, shard_writer.RECORDS_PER_CHUNK)
+
+
+def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: int
+                    ) -> Iterator[tuple[int, dict]]:
+    """(key, example) pairs of one shard, for TFDS's own writer."""
+    position = start
+    for chunk in _read_images(source, start, stop):
+        for image in chunk:
+            yield position, {"image": image[..., None], "label": labels[position - start]}
+            position += 1
+
+
+def _pixel_histogram(part: checks.CheckedPart) -> np.ndarray:
+    histogram = np.zeros(256, dtype=np.int64)
+    for chunk in _read_images(part.images, 0, part.count):
+        histogram += np.bincount(chunk.reshape(-1), minlength=256)
+    return histogram

@@ -1,0 +1,60 @@
+"""Serializing whole batches of examples into the exact records TFDS writes.
+
+TFDS turns each example into a ``tf.train.Example`` one at a time in Python (~25 us each). For
+fixed-size uint8 images and small class ids every record has the same length and layout, so we ask
+TFDS's own serializer for one record per class and fill in the image bytes for a whole batch with
+numpy: the output is byte-for-byte what TFDS would have written.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import example_serializer
+
+
+class RecordEncoder:
+    """Encodes (images, labels) batches into serialized ``tf.train.Example`` rows."""
+
+    def __init__(self, features: tfds.features.FeaturesDict, image_key: str = "image",
+                 label_key: str = "label") -> None:
+        self._features = features
+        self._image_key = image_key
+        self._label_key = label_key
+        self._serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+        image_feature = features[image_key]
+        self.image_shape = tuple(image_feature.shape)
+        num_classes = features[label_key].num_classes
+        # A probe image whose bytes cannot be confused with the rest of the record.
+        image_size = int(np.prod(self.image_shape))
+        probe = (np.arange(image_size) % 251 + 1).astype(np.uint8).reshape(self.image_shape)
+        records = [self.encode_one(probe, label) for label in range(num_classes)]
+        offsets = {record.find(probe.tobytes()) for record in records}
+        lengths = {len(record) for record in records}
+        if len(offsets) != 1 or len(lengths) != 1 or -1 in offsets:
+            raise RuntimeError("records of this feature spec have no fixed layout; cannot bulk-encode")
+        self.record_size = lengths.pop()
+        image_offset = offsets.pop()
+        self._image_slice = slice(image_offset, image_offset + image_size)
+        self._templates = np.frombuffer(b"".join(records), dtype=np.uint8).reshape(
+            num_classes, self.record_size
+        )
+
+    def encode_one(self, image: np.ndarray, label: int) -> bytes:
+        """One record through TFDS's own encode and serialize path (the reference)."""
+        example = {self._image_key: image, self._label_key: label}
+        return self._serializer.serialize_example(self._features.encode_example(example))
+
+    def encode(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Returns a (N, record_size) uint8 array, row i the record of (images[i], labels[i]).
+
+        ``images`` may be any (N, ...) uint8 array or view (a transposed view is copied once).
+        """
+        count = len(labels)
+        rows = self._templates[labels]
+        # A view into rows: the image bytes are contiguous within each row, so this needs no copy.
+        pixels = rows[:, self._image_slice].reshape((count, *self.image_shape))
+        if not np.shares_memory(pixels, rows):  # pragma: no cover - numpy guarantees the view
+            raise RuntimeError("image slice is not a view of the record rows")
+        pixels[...] = images.reshape(pixels.shape)
+        return rows

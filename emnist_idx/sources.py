@@ -1,0 +1,159 @@
+"""Finding a split's EMNIST files in whatever shape users hold them.
+
+Accepted shapes, looked up in this order for each file:
+  1. loose files in the directory or its ``gzip/`` subfolder: NIST's ``.gz`` names, or the
+     gunzipped IDX files (``...-idx3-ubyte`` or ``....idx3-ubyte``);
+  2. NIST's bundle ``gzip.zip`` (or any other ``.zip`` there), read member by member, streamed,
+     never extracted. The directory may also be the path of the zip itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from emnist_idx import configs
+
+BUNDLE_NAME = "gzip.zip"
+_SUBFOLDER = "gzip"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFile:
+    """One EMNIST file: on disk, or a member of a zip."""
+
+    path: Path
+    member: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Where the file is, for messages: ``/x/gzip.zip:gzip/emnist-...gz`` for zip members."""
+        return f"{self.path}:{self.member}" if self.member else str(self.path)
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[BinaryIO]:
+        """Opens the file (or zip member) for streaming binary reads."""
+        if self.member is None:
+            with open(self.path, "rb") as stream:
+                yield stream
+            return
+        with zipfile.ZipFile(self.path) as bundle, bundle.open(self.member) as stream:
+            yield stream
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitFiles:
+    """The five files of one EMNIST split."""
+
+    split: str
+    images: dict[str, SourceFile]  # keyed by "train" / "test"
+    labels: dict[str, SourceFile]
+    mapping: SourceFile
+
+    def all(self) -> list[SourceFile]:
+        """Every file, in NIST's order."""
+        files = [self.mapping]
+        for file_split in configs.FILE_SPLITS:
+            files += [self.images[file_split], self.labels[file_split]]
+        return files
+
+
+def candidate_names(gz_name: str) -> list[str]:
+    """The names a file may carry: NIST's ``.gz`` name, gunzipped, or with a dot before idxN."""
+    if not gz_name.endswith(".gz"):
+        return [gz_name]
+    raw = gz_name[: -len(".gz")]
+    dotted = raw.replace("-idx", ".idx")
+    return [gz_name, raw, dotted, dotted + ".gz"]
+
+
+def find_split_files(split: str, roots: Sequence[str | os.PathLike]) -> SplitFiles:
+    """Locates a split's files under ``roots`` (directories or zip files).
+
+    Raises:
+      FileNotFoundError: naming each missing file and every place searched.
+    """
+    if split not in configs.SPLITS:
+        raise ValueError(f"unknown EMNIST split {split!r}: expected one of {', '.join(configs.SPLITS)}")
+    locator = _Locator([Path(root).expanduser() for root in roots])
+    wanted = {configs.mapping_file(split): None}
+    for file_split in configs.FILE_SPLITS:
+        wanted[configs.image_file(split, file_split)] = None
+        wanted[configs.label_file(split, file_split)] = None
+    found = {name: locator.find(name) for name in wanted}
+    missing = [name for name, source in found.items() if source is None]
+    if missing:
+        raise FileNotFoundError(_missing_message(split, missing, locator.searched()))
+    return SplitFiles(
+        split=split,
+        images={s: found[configs.image_file(split, s)] for s in configs.FILE_SPLITS},  # type: ignore[misc]
+        labels={s: found[configs.label_file(split, s)] for s in configs.FILE_SPLITS},  # type: ignore[misc]
+        mapping=found[configs.mapping_file(split)],  # type: ignore[arg-type]
+    )
+
+
+class _Locator:
+    """Looks names up in loose files first, then in zip bundles, remembering what it searched."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.directories: list[Path] = []
+        self.zips: list[Path] = []
+        for root in roots:
+            if root.is_file() and zipfile.is_zipfile(root):
+                self.zips.append(root)
+            else:
+                self.directories += [root, root / _SUBFOLDER]
+                self.zips += _bundles_in(root)
+        self._members: dict[Path, set[str]] = {}
+
+    def find(self, gz_name: str) -> SourceFile | None:
+        names = candidate_names(gz_name)
+        for directory in self.directories:
+            for name in names:
+                if (directory / name).is_file():
+                    return SourceFile(directory / name)
+        for bundle in self.zips:
+            members = self._zip_members(bundle)
+            for name in names:
+                for member in (f"{_SUBFOLDER}/{name}", name):
+                    if member in members:
+                        return SourceFile(bundle, member)
+        return None
+
+    def _zip_members(self, bundle: Path) -> set[str]:
+        if bundle not in self._members:
+            try:
+                with zipfile.ZipFile(bundle) as opened:
+                    self._members[bundle] = set(opened.namelist())
+            except (zipfile.BadZipFile, OSError):
+                self._members[bundle] = set()
+        return self._members[bundle]
+
+    def searched(self) -> list[str]:
+        return [str(d) for d in self.directories] + [f"{z} (zip)" for z in self.zips]
+
+
+def _bundles_in(directory: Path) -> list[Path]:
+    """Zip files in a directory, NIST's gzip.zip first."""
+    if not directory.is_dir():
+        return []
+    zips = sorted(p for p in directory.iterdir() if p.suffix == ".zip" and p.is_file())
+    return sorted(zips, key=lambda p: p.name != BUNDLE_NAME)
+
+
+def _missing_message(split: str, missing: list[str], searched: list[str]) -> str:
+    places = "\n  ".join(searched) or "(no directory given)"
+    return (
+        f"EMNIST {split!r} files not found: {', '.join(missing)} (also accepted gunzipped, "
+        f"without .gz).\nSearched:\n  {places}\n"
+        f"Download NIST's bundle {BUNDLE_NAME} from {configs.BUNDLE_URL} and put it (or its "
+        f"extracted gzip/ folder) in a directory passed as the manual dir: "
+        f"`tfds build emnist_idx --imports emnist_idx --manual_dir DIR`, "
+        f"`emnist_idx.load(..., manual_dir=DIR)` or "
+        f"`tfds.download.DownloadConfig(manual_dir=DIR)`."
+    )
