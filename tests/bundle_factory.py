@@ -1,0 +1,91 @@
+"""Small EMNIST-layout bundles for tests, written exactly as NIST stores them."""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from emnist_idx import configs
+from emnist_idx.idx import write_idx
+
+
+def mapping_text(split: str) -> str:
+    """A split's mapping file as NIST writes it (letters: `1 65 97`)."""
+    first = configs.FIRST_LABEL[split]
+    return "".join(
+        f"{first + index} " + " ".join(str(ord(char)) for char in name) + "\n"
+        for index, name in enumerate(configs.CLASS_NAMES[split])
+    )
+
+
+def upright_l_glyph() -> np.ndarray:
+    """A 28x28 "L": ink down the left and along the bottom, asymmetric under transposition."""
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[4:24, 6:9] = 255
+    image[21:24, 6:21] = 200
+    return image
+
+
+def random_upright_images(count: int, seed: int) -> np.ndarray:
+    """Distinct, sparse images (most pixels 0) so that gzip has something realistic to do."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
+    images[rng.random((count, 28, 28)) < 0.7] = 0
+    return images
+
+
+def write_split(directory: Path, split: str, parts: dict[str, tuple[np.ndarray, np.ndarray]],
+                gz: bool = True) -> Path:
+    """Writes a split's four IDX files (images transposed, as NIST does) and its mapping file.
+
+    ``parts`` maps "train"/"test" to (upright images, labels in the file's numbering).
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for part, (images, labels) in parts.items():
+        write_idx(_name(directory, configs.image_file(split, part), gz), images.transpose(0, 2, 1))
+        write_idx(_name(directory, configs.label_file(split, part), gz), labels.astype(np.uint8))
+    (directory / configs.mapping_file(split)).write_text(mapping_text(split))
+    return directory
+
+
+def default_parts(split: str, train: int = 40, test: int = 12, seed: int = 0
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Random images with every class present, labels in the file's numbering."""
+    num_classes = len(configs.CLASS_NAMES[split])
+    first = configs.FIRST_LABEL[split]
+    parts = {}
+    for offset, (part, count) in enumerate((("train", train), ("test", test))):
+        labels = (np.arange(count) % num_classes + first).astype(np.uint8)
+        parts[part] = (random_upright_images(count, seed + offset), labels)
+    return parts
+
+
+def _name(directory: Path, gz_name: str, gz: bool) -> Path:
+    return directory / (gz_name if gz else gz_name[: -len(".gz")])
+
+
+def split_file_names(split: str) -> list[str]:
+    """NIST's five file names for a split."""
+    names = [configs.mapping_file(split)]
+    for part in configs.FILE_SPLITS:
+        names += [configs.image_file(split, part), configs.label_file(split, part)]
+    return names
+
+
+def zip_folder(folder: Path, zip_path: Path) -> Path:
+    """Zips ``folder``'s files as members ``gzip/<name>``, like NIST's gzip.zip."""
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for path in sorted(folder.iterdir()):
+            bundle.write(path, f"gzip/{path.name}")
+    return zip_path
+
+
+def copy_split(source_folder: Path, split: str, destination: Path) -> Path:
+    """Copies one split's five files (NIST names) into ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in split_file_names(split):
+        shutil.copy(source_folder / name, destination / name)
+    return destination
