@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import split_builder as split_builder_lib
 from tensorflow_datasets.core.utils import tqdm_utils
 
-from emnist_idx import checks, configs, shard_writer
+from emnist_idx import checks, configs, downloads, shard_writer
 from emnist_idx.records import RecordEncoder
 from emnist_idx.sources import SourceFile, SplitFiles, find_split_files
 
@@ -129,23 +129,29 @@ class Builder(tfds.core.ShardBasedBuilder):
         try:
             return find_split_files(split, [manual_dir] if manual_dir else [])
         except FileNotFoundError as not_in_manual_dir:
+            unreachable = downloads.unreachable_reason(configs.BUNDLE_URL)
+            if unreachable:  # fail now rather than after minutes of urllib3 retries
+                raise FileNotFoundError(
+                    f"{not_in_manual_dir}\nCannot download {configs.BUNDLE_URL}: {unreachable}"
+                ) from None
             try:
                 bundle = dl_manager.download(configs.BUNDLE_URL)
             except Exception as download_error:  # noqa: BLE001 - any failure means "not available"
                 raise FileNotFoundError(
-                    f"{not_in_manual_dir}\nDownloading {configs.BUNDLE_URL} failed too: "
+                    f"{not_in_manual_dir}\nDownloading {configs.BUNDLE_URL} failed: "
                     f"{type(download_error).__name__}: {download_error}"
                 ) from download_error
             return find_split_files(split, [bundle])
 
 
 def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Path | None:
+    """The manual dir, also when it is missing or empty (so that errors can name it)."""
     try:
         return Path(dl_manager.manual_dir)
-    except AssertionError:  # TFDS asserts that a manual dir exists and is not empty
-        return None
-    except NotADirectoryError:  # the manual dir given is NIST's zip itself
-        return Path(dl_manager._manual_dir)  # noqa: SLF001 - TFDS exposes it only as a directory
+    except (AssertionError, NotADirectoryError):
+        # TFDS asserts the dir exists and is not empty; a zip given as the dir is fine for us.
+        given = getattr(dl_manager, "_manual_dir", None)
+        return Path(given) if given else None
 
 
 def _read_images(source: SourceFile, start: int, stop: int) -> Iterator[np.ndarray]:

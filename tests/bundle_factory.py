@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import shutil
 import zipfile
 from pathlib import Path
@@ -89,3 +90,30 @@ def copy_split(source_folder: Path, split: str, destination: Path) -> Path:
     for name in split_file_names(split):
         shutil.copy(source_folder / name, destination / name)
     return destination
+
+
+def _gunzip_into(source: Path, destination: Path, split: str, dotted: bool = False) -> Path:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in split_file_names(split):
+        target = name[:-3] if name.endswith(".gz") else name
+        if dotted:
+            target = target.replace("-idx", ".idx")
+        data = (source / name).read_bytes()
+        (destination / target).write_bytes(gzip.decompress(data) if name.endswith(".gz") else data)
+    return destination
+
+
+def every_source_shape(folder: Path, root: Path, split: str) -> dict[str, Path]:
+    """Every accepted shape of the same files, each in its own manual dir."""
+    loose = copy_split(folder, split, root / "loose")
+    zipped = root / "zipped"
+    zipped.mkdir()
+    zip_folder(copy_split(folder, split, root / "zip-source"), zipped / "gzip.zip")
+    return {
+        "extracted gzip/ folder": copy_split(folder, split, root / "extracted" / "gzip").parent,
+        "loose .gz files": loose,
+        "NIST's gzip.zip": zipped,
+        "the zip file itself": zipped / "gzip.zip",
+        "gunzipped IDX files": _gunzip_into(folder, root / "raw", split),
+        "gunzipped, dotted names": _gunzip_into(folder, root / "dotted", split, dotted=True),
+    }

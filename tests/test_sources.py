@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +11,7 @@ from emnist_idx import configs
 from emnist_idx.idx import read_idx
 from emnist_idx.sources import candidate_names, find_split_files
 
-from bundle_factory import default_parts, split_file_names, write_split, zip_folder
+from bundle_factory import default_parts, every_source_shape, write_split, zip_folder
 
 SPLIT = "digits"
 
@@ -23,37 +21,9 @@ def folder(tmp_path: Path) -> Path:
     return write_split(tmp_path / "nist" / "gzip", SPLIT, default_parts(SPLIT))
 
 
-def _gunzip_into(source: Path, destination: Path, dotted: bool = False) -> Path:
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in split_file_names(SPLIT):
-        target = name[:-3] if name.endswith(".gz") else name
-        if dotted:
-            target = target.replace("-idx", ".idx")
-        data = (source / name).read_bytes()
-        (destination / target).write_bytes(gzip.decompress(data) if name.endswith(".gz") else data)
-    return destination
-
-
-def _shapes(folder: Path, root: Path) -> dict[str, Path]:
-    """Every accepted shape of the same files, each in its own manual dir."""
-    loose = root / "loose"
-    shutil.copytree(folder, loose)
-    zipped = root / "zipped"
-    zipped.mkdir()
-    zip_folder(folder, zipped / "gzip.zip")
-    return {
-        "extracted gzip/ folder": folder.parent,
-        "loose .gz files": loose,
-        "NIST's gzip.zip": zipped,
-        "the zip file itself": zipped / "gzip.zip",
-        "gunzipped IDX files": _gunzip_into(folder, root / "raw"),
-        "gunzipped, dotted names": _gunzip_into(folder, root / "dotted", dotted=True),
-    }
-
-
 def test_every_shape_yields_the_same_arrays(folder: Path, tmp_path: Path) -> None:
     expected = read_idx(folder / configs.image_file(SPLIT, "train"))
-    for shape, root in _shapes(folder, tmp_path).items():
+    for shape, root in every_source_shape(folder, tmp_path, SPLIT).items():
         files = find_split_files(SPLIT, [root])
         assert files.split == SPLIT
         with files.images["train"].open() as stream:
