@@ -1,0 +1,43 @@
+"""``emnist-idx build ...``: ``tfds build emnist_idx --imports emnist_idx ...``, arguments passed on."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from emnist_idx import configs
+
+NAME = "build"
+_TFDS = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build"]
+_DESCRIPTION = f"""\
+Runs `tfds build emnist_idx --imports emnist_idx [ARGS...]`, passing every argument on.
+Leading config names ({', '.join(configs.SPLITS)})
+become datasets emnist_idx/CONFIG; with none and no --config, TFDS builds all six. Example:
+
+  emnist-idx build balanced letters --manual_dir ~/Downloads/emnist --data_dir ~/tensorflow_datasets
+
+tfds build's own options follow.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    # No options of our own (not even -h): everything after `build` is tfds build's.
+    subparsers.add_parser(NAME, add_help=False, help="prepare configs with `tfds build` (arguments "
+                                                     "are passed through)")
+
+
+def run(args: argparse.Namespace, extra: list[str]) -> int:
+    if "-h" in extra or "--help" in extra:
+        print(f"usage: emnist-idx build [CONFIG...] [tfds build options]\n\n{_DESCRIPTION}", flush=True)
+        return subprocess.call([*_TFDS, "--help"])
+    return subprocess.call(tfds_command(extra))
+
+
+def tfds_command(extra: list[str]) -> list[str]:
+    """The tfds command line for ``emnist-idx build`` followed by ``extra``."""
+    datasets = []
+    while extra and extra[0] in configs.SPLITS:
+        datasets.append(f"emnist_idx/{extra[0]}")
+        extra = extra[1:]
+    return [*_TFDS, *(datasets or ["emnist_idx"]), "--imports", "emnist_idx", *extra]

@@ -1,0 +1,59 @@
+"""``emnist-idx show CONFIG``: a PNG grid of upright samples with their class names."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from emnist_idx import configs, grid
+from emnist_idx.commands._common import CommandError, add_data_dir_args, prepare
+
+NAME = "show"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        NAME,
+        help="draw samples of a prepared config as a PNG grid with their class names",
+        description="Draws the first N examples of a split of the prepared emnist_idx dataset "
+                    "(preparing it first if needed) as a PNG grid: each 28x28 image, upright, scaled "
+                    f"{grid.SCALE}x, with its class name beneath. Prints the path written.",
+    )
+    parser.add_argument("config", choices=configs.SPLITS, metavar="CONFIG",
+                        help=f"one of {', '.join(configs.SPLITS)}")
+    parser.add_argument("--split", default="test", choices=configs.FILE_SPLITS,
+                        help="train or test (default: test)")
+    parser.add_argument("-n", "--count", type=int, default=64, metavar="N",
+                        help="number of examples (default: 64)")
+    parser.add_argument("-o", "--output", default="grid.png", metavar="PNG",
+                        help="PNG file to write (default: grid.png)")
+    parser.add_argument("--columns", type=int, metavar="C",
+                        help="images per row (default: a near-square grid)")
+    add_data_dir_args(parser,
+                      manual_help="where NIST's files are, to prepare the config if it is not "
+                                  "prepared yet (default: download them)",
+                      data_help="TFDS data dir (default: TFDS's, ~/tensorflow_datasets)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.count < 1:
+        raise CommandError(f"-n must be at least 1, got {args.count}")
+    if args.columns is not None and args.columns < 1:
+        raise CommandError(f"--columns must be at least 1, got {args.columns}")
+    images, labels, names = samples(args.config, args.split, args.count, args.data_dir, args.manual_dir)
+    path = grid.save_grid(args.output, images, [names[label] for label in labels],
+                          columns=args.columns)
+    print(f"Wrote {path}: {len(images)} {args.config} {args.split} examples")
+    return 0
+
+
+def samples(config: str, split: str, count: int, data_dir, manual_dir
+            ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The first ``count`` examples of a split: (N, 28, 28, 1) uint8 images, labels, class names."""
+    import tensorflow_datasets as tfds
+
+    builder = prepare(config, data_dir, manual_dir)
+    dataset = builder.as_dataset(split=f"{split}[:{count}]", as_supervised=True, batch_size=count)
+    images, labels = next(iter(tfds.as_numpy(dataset)))
+    return images, labels, list(builder.info.features["label"].names)
