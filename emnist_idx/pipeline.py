@@ -1,0 +1,360 @@
+"""``load()``: EMNIST as a model-ready tf.data pipeline; ``load_numpy()`` and ``class_names()``.
+
+``load()`` composes small stages in pipeline order: prepare, resolve the split (and this input
+pipeline's share), read (from the in-memory cache or streamed from the files, optionally through the
+tf.data service), normalize, count, repeat, prefetch (to the GPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from emnist_idx import configs, normalization, pipeline_cache, pipeline_records
+from emnist_idx.pipeline_records import IMAGE_SHAPE, SplitSource
+
+_DATASET_NAME = "emnist_idx"
+
+
+def load(
+    config: str = configs.DEFAULT_SPLIT,
+    split: str = "train",
+    *,
+    batch_size: int = 128,
+    normalize: str = "scale",
+    one_hot: bool = False,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    cache: bool | str = "auto",
+    drop_remainder: bool = False,
+    repeat: bool = False,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    download: bool = True,
+    device: str | None = "auto",
+    input_context: tf.distribute.InputContext | None = None,
+    service: str | None = None,
+) -> tf.data.Dataset:
+    """Loads an EMNIST split as batches ready for ``model.fit``.
+
+    The dataset is prepared first if it is not yet in ``data_dir`` (like ``tfds.load``). The split's
+    TFRecord shards (TFDS's file instructions, slices included) are read in parallel and parsed
+    16,384 records per op, not one example at a time as ``tfds.load`` does; the uint8 examples are
+    kept in memory when they fit, and batches are prefetched to the GPU when there is one. A
+    dataset prepared as array_record is read through ``builder.as_data_source`` instead: the same
+    examples, fetched in Python, so slower, and not through ``service``.
+
+    Args:
+      config: EMNIST split: "byclass", "bymerge", "balanced" (default), "letters", "digits" or
+        "mnist".
+      split: "train" or "test", with TFDS slicing: "train[:90%]", "train[90%:]", "test[:1000]",
+        "train+test".
+      batch_size: examples per batch; the global batch size when ``input_context`` is given.
+      normalize: how images become model inputs. "scale": float32 ``x / 255`` in [0, 1] (default).
+        "standardize": float32 ``(x / 255 - mean) / std`` with the train split's pixel mean and std
+        from ``builder.info.metadata`` (mean 0 and std 1 over the train split). "l2": float32, each
+        pixel column (the 28 pixels along the height axis) scaled to unit L2 norm, zero columns left
+        zero: ``tf.keras.utils.normalize(x, axis=1)`` on (N, 28, 28) as the seed article uses it;
+        values in [0, 1]. "none": the stored uint8 pixels, 0 (background) to 255 (ink).
+      one_hot: labels as float32 one-hot rows of the config's class count instead of int64 ids.
+      shuffle: shuffle the examples; defaults to True when ``split`` draws on "train" (so
+        "train[90%:]" too) and False otherwise, which keeps file order. Every epoch has a new
+        order: from the cache, a permutation of the whole split; streamed, pieces of 16,384
+        records in a new order, 4 interleaved, each chunk of 16,384 examples permuted.
+      seed: makes the shuffled order the same in every run (each epoch still differs from the
+        last). Not reproducible through ``service``.
+      cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
+        and labels in memory when they take at most a quarter of the memory available now (psutil,
+        else sysconf); the first epoch fills it from the files and later epochs gather shuffled
+        batches from it. True always caches, False always streams from the files.
+      drop_remainder: drop the last batch when it is smaller than ``batch_size``.
+      repeat: repeat forever (infinite cardinality); otherwise one epoch per iteration with a known
+        cardinality of ceil(examples / batch_size) batches (floor with ``drop_remainder``).
+      data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
+      manual_dir: where NIST's files are (``gzip.zip``, its ``gzip/`` folder or the loose files)
+        when the dataset has to be prepared; without it they are downloaded.
+      download: prepare the dataset when it is not prepared yet. With False and nothing prepared,
+        raises FileNotFoundError.
+      device: where batches end up. "auto" (default): prefetched to the first GPU with
+        ``tf.data.experimental.prefetch_to_device`` when one is visible, else left on the host;
+        with ``input_context`` tf.distribute places them instead. None: left on the host. A device
+        string such as "/gpu:1" or "/cpu:1": prefetched there. Batches are built on the host and
+        copied as they are (float32 unless ``normalize="none"``); the returned dataset still
+        reports its cardinality, which the copy itself loses.
+      input_context: a ``tf.distribute.InputContext``, as passed by
+        ``strategy.distribute_datasets_from_function(lambda ctx: load(..., input_context=ctx))``
+        (MirroredStrategy, MultiWorkerMirroredStrategy). This pipeline then reads only its equal,
+        disjoint share of the split (``tfds.even_splits(..., drop_remainder=True)``, so every
+        worker runs the same number of steps) and batches
+        ``input_context.get_per_replica_batch_size(batch_size)`` examples. On one worker,
+        ``model.fit(load(...))`` under ``strategy.scope()`` also works: Keras splits the batches.
+      service: address of a tf.data service dispatcher, e.g. "grpc://host:port". The service's
+        workers read and parse the files (they must see ``data_dir`` under the same path) and
+        send uint8 chunks; this process batches, normalizes and prefetches them. Sharding policy
+        ``DYNAMIC``: the dispatcher hands out pieces of up to 16,384 records to workers as they
+        ask, so each epoch reads each example once (at most once if a worker fails). Nothing is
+        cached, so no split's data is ever sent to workers. The cardinality is then unknown (not
+        asserted), the order is not reproducible, and pieces are handed out in file order, so
+        shuffling permutes each chunk of 16,384 records (from 4 pieces).
+
+    Returns:
+      A ``tf.data.Dataset`` of ``(images, labels)`` batches. ``images``: (B, 28, 28, 1), upright,
+      float32 (uint8 with ``normalize="none"``). ``labels``: (B,) int64 class ids in
+      ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
+      ``batch_size`` except for a smaller last batch.
+
+    Raises:
+      ValueError: an argument is not one of its accepted values (the message lists them), the
+        split does not exist or selects no examples.
+      TypeError: ``split`` is not a string.
+      FileNotFoundError: the dataset is not prepared and ``download=False``, or NIST's files are
+        neither in ``manual_dir`` nor downloadable.
+
+    Example:
+
+    ```python
+    train = emnist_idx.load("balanced", "train[:90%]", seed=0)
+    val = emnist_idx.load("balanced", "train[90%:]", shuffle=False)
+    model = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(len(emnist_idx.class_names("balanced")), activation="softmax"),
+    ])
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(train, validation_data=val, epochs=5)
+    ```
+
+    A ``load()`` dataset's files must stay where TFDS wrote them: the cache is filled from them on
+    the first iteration, not when ``load()`` returns.
+    """
+    _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
+                     cache=cache, service=service, device=device, input_context=input_context)
+    builder = _prepared_builder(config, data_dir, manual_dir, download)
+    source = pipeline_records.split_source(builder, split, input_context)
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
+    if shuffle is None:
+        shuffle = _draws_on_train(split)
+    steps = pipeline_cache.num_batches(source.num_examples, batch_size, drop_remainder)
+    if steps == 0:
+        raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
+                         f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
+    batches = _read_batches(source, batch_size, _model_ready(builder, normalize, one_hot),
+                            shuffle=shuffle, seed=seed, cache=cache,
+                            drop_remainder=drop_remainder, service=service)
+    if service is None:  # through the service the count is only "at most once" per example
+        batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
+    if repeat:
+        batches = batches.repeat()
+    batches = batches.with_options(_options(input_context))
+    return _prefetched(batches, _target_device(device, input_context))
+
+
+def load_numpy(
+    config: str = configs.DEFAULT_SPLIT,
+    split: str = "train",
+    *,
+    data_dir: str | None = None,
+    manual_dir: str | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loads an EMNIST split as numpy arrays, like ``keras.datasets.mnist.load_data()`` does.
+
+    Args:
+      config, split, data_dir, manual_dir, download: as for ``load()``.
+
+    Returns:
+      ``(x, y)`` in file order: ``x`` uint8 (N, 28, 28, 1), upright, 0 (background) to 255 (ink);
+      ``y`` int64 (N,) class ids in ``[0, len(class_names(config)))``.
+
+    Example:
+
+    ```python
+    x_train, y_train = emnist_idx.load_numpy("digits", "train")
+    ```
+    """
+    _check_config(config)
+    source = pipeline_records.split_source(
+        _prepared_builder(config, data_dir, manual_dir, download), split)
+    images = np.empty((source.num_examples, *IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.empty((source.num_examples,), dtype=np.int64)
+    start = 0
+    for chunk_images, chunk_labels in pipeline_records.read_chunks(source).as_numpy_iterator():
+        stop = start + len(chunk_labels)
+        images[start:stop], labels[start:stop] = chunk_images, chunk_labels
+        start = stop
+    return images, labels
+
+
+def class_names(config: str = configs.DEFAULT_SPLIT) -> list[str]:
+    """The names of ``config``'s classes, indexed by label: e.g. "0".."9", "A".."Z", "a", "b", ...
+
+    letters names each class by its upper and lower case ("Aa"), as NIST merges them.
+    """
+    _check_config(config)
+    return list(configs.CLASS_NAMES[config])
+
+
+# --- stages, in pipeline order ---
+
+def _prepared_builder(config: str, data_dir: str | None, manual_dir: str | None,
+                      download: bool) -> tfds.core.DatasetBuilder:
+    """The config's builder, prepared from ``manual_dir`` or the download when it is not yet."""
+    builder = tfds.builder(f"{_DATASET_NAME}/{config}", data_dir=data_dir)
+    if not builder.is_prepared():
+        if not download:
+            raise FileNotFoundError(
+                f"{_DATASET_NAME}/{config} is not prepared in {builder.data_dir} and "
+                "download=False: call load(..., download=True), with manual_dir=DIR holding "
+                "NIST's files to prepare offline, or run `tfds build "
+                f"{_DATASET_NAME} --imports emnist_idx --config {config} --manual_dir DIR`")
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    return builder
+
+
+def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle: bool,
+                  seed: int | None, cache: bool | str, drop_remainder: bool,
+                  service: str | None) -> tf.data.Dataset:
+    """One epoch of model-ready batches, from the cache or streamed (normalized per batch)."""
+    if service is None and (cache is True or (
+            cache == "auto" and pipeline_cache.fits_in_memory(source.num_examples))):
+        return pipeline_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
+                                             drop_remainder=drop_remainder, transform=model_ready)
+    if service is not None and not source.is_tfrecord:
+        raise ValueError(
+            f"service={service!r} needs TFRecord shards, but {source.builder.info.full_name} was "
+            f"prepared as {source.builder.info.file_format.value}: its reader runs Python code "
+            "that cannot be sent to the service's workers")
+    chunks = pipeline_records.read_chunks(source, shuffle=shuffle, seed=seed,
+                                          for_service=service is not None)
+    if service is not None:
+        # DYNAMIC sharding hands the pieces (the source dataset's elements) to workers on demand.
+        chunks = chunks.apply(tf.data.experimental.service.distribute(
+            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
+    return chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
+        model_ready, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=seed is not None or not shuffle)
+
+
+def _model_ready(builder: tfds.core.DatasetBuilder, normalize: str, one_hot: bool):
+    images_to = normalization.normalizer(normalize, builder.info.metadata)
+    num_classes = builder.info.features["label"].num_classes
+
+    def model_ready(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        if one_hot:
+            labels = tf.one_hot(labels, num_classes, dtype=tf.float32)
+        return images_to(images), labels
+
+    return model_ready
+
+
+def _options(input_context: tf.distribute.InputContext | None) -> tf.data.Options:
+    options = tf.data.Options()
+    if input_context is not None:  # already sharded by split_source: tf.distribute must not again
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return options
+
+
+def _prefetched(batches: tf.data.Dataset, device: str | None) -> tf.data.Dataset:
+    batches = batches.prefetch(tf.data.AUTOTUNE)
+    if device is None:
+        return batches
+    on_device = batches.apply(tf.data.experimental.prefetch_to_device(device))
+    return _WithCardinality(on_device, batches.cardinality())
+
+
+class _WithCardinality(tf.data.Dataset):
+    """A dataset reporting a cardinality its ops cannot: prefetch_to_device's copy loses it.
+
+    Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
+    no progress total and ends with a "ran out of data" warning. No op is added (an
+    assert_cardinality after the copy would run on the host with a dataset made on the device).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
+        self._dataset, self._cardinality = dataset, cardinality
+        super().__init__(tf.data.experimental.to_variant(dataset))
+
+    def _inputs(self) -> list[tf.data.Dataset]:
+        return [self._dataset]
+
+    @property
+    def element_spec(self):
+        return self._dataset.element_spec
+
+    def cardinality(self) -> tf.Tensor:
+        return self._cardinality
+
+
+# --- argument checks ---
+
+def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int | None,
+                     cache: bool | str, service: str | None, device: str | None,
+                     input_context: tf.distribute.InputContext | None) -> None:
+    """Raises ValueError for the first argument that load() cannot take, saying what it accepts."""
+    _check_config(config)
+    if not _is_integer(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    normalization.check_normalize(normalize)
+    if seed is not None and not _is_integer(seed):
+        raise ValueError(f"seed must be an integer or None, got {seed!r}")
+    if not (cache is True or cache is False or cache == "auto"):
+        raise ValueError(f"cache={cache!r} is not supported: use 'auto', True or False")
+    if service is not None:
+        if not isinstance(service, str) or not service:
+            raise ValueError(f"service must be a dispatcher address such as 'grpc://host:5050', "
+                             f"got {service!r}")
+        if cache is True:
+            raise ValueError("cache=True cannot be combined with service: the service's workers "
+                             "stream the files; use cache='auto' or False")
+    if input_context is not None and not isinstance(input_context, tf.distribute.InputContext):
+        raise ValueError(
+            f"input_context must be a tf.distribute.InputContext, got {input_context!r}")
+    if device is not None and device != "auto":
+        if input_context is not None:
+            raise ValueError(f"device={device!r} cannot be combined with input_context: "
+                             "tf.distribute copies each replica's batches to its device itself; "
+                             "use device='auto' or None")
+        _check_device(device)
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_config(config: str) -> None:
+    if config not in configs.SPLITS:
+        raise ValueError(f"config={config!r} is not an EMNIST split: use one of "
+                         f"{', '.join(repr(name) for name in configs.SPLITS)}")
+
+
+def _check_device(device: str) -> None:
+    try:
+        spec = tf.DeviceSpec.from_string(device)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"device={device!r} is not a device name such as '/gpu:0' or '/cpu:1'; "
+                         "use 'auto' or None to let load() decide") from exc
+    if spec.job is not None or spec.device_type is None:
+        return  # a remote or partial name: TensorFlow resolves it
+    local = tf.config.list_logical_devices(spec.device_type)
+    if not any(spec.device_index in (None, tf.DeviceSpec.from_string(d.name).device_index)
+               for d in local):
+        names = [d.name for d in tf.config.list_logical_devices()]
+        raise ValueError(f"device={device!r} is not one of this process's devices: {names}")
+
+
+def _target_device(device: str | None, input_context: tf.distribute.InputContext | None
+                   ) -> str | None:
+    if device != "auto":
+        return device
+    if input_context is not None:
+        return None
+    gpus = tf.config.list_logical_devices("GPU")
+    return gpus[0].name if gpus else None
+
+
+def _draws_on_train(split: str) -> bool:
+    """Whether a split expression such as "train[:90%]+test" uses the train split."""
+    return any(part.split("[")[0].strip() == "train" for part in split.split("+"))

@@ -1,0 +1,108 @@
+"""The in-memory cache of ``load()``: a split read once as uint8, then batches gathered by index.
+
+Shuffling examples one at a time (``Dataset.shuffle``) costs a few microseconds per example. Here
+each epoch draws one permutation of the indices and every batch is a single ``tf.gather`` of a slice
+of it from the cached uint8 tensors, so later epochs run at hundreds of thousands of examples/s.
+
+The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
+by the first epoch from the prepared files. No array is captured from Python, so the dataset holds
+no large constants (no 2 GB GraphDef limit, byclass's 547 MB included) and, read from TFRecord
+shards, stays serializable.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import tensorflow as tf
+
+from emnist_idx import pipeline_records
+from emnist_idx.pipeline_records import IMAGE_SHAPE, SplitSource
+
+# cache="auto" caches a split when its uint8 images and int64 labels take at most this share of the
+# memory available when load() is called. Filling the cache briefly needs about twice that (the
+# parsed chunks and the assembled tensor), so this leaves room for the model and everything else.
+CACHE_FRACTION = 0.25
+_BYTES_PER_EXAMPLE = math.prod(IMAGE_SHAPE) + 8
+
+Batch = tuple[tf.Tensor, tf.Tensor]
+
+
+def cache_bytes(num_examples: int) -> int:
+    """Memory the cache takes for ``num_examples``: 784 bytes of pixels and an int64 label each."""
+    return num_examples * _BYTES_PER_EXAMPLE
+
+
+def available_memory() -> int:
+    """Bytes of memory available now: psutil's estimate if installed, else free pages (sysconf)."""
+    try:
+        import psutil  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return int(psutil.virtual_memory().available)
+
+
+def fits_in_memory(num_examples: int) -> bool:
+    """Whether cache="auto" caches a split of ``num_examples`` (see ``CACHE_FRACTION``)."""
+    return cache_bytes(num_examples) <= CACHE_FRACTION * available_memory()
+
+
+def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
+    if drop_remainder:
+        return num_examples // batch_size
+    return -(-num_examples // batch_size)
+
+
+def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed: int | None,
+                   drop_remainder: bool, transform: Callable[..., Batch] | None = None
+                   ) -> tf.data.Dataset:
+    """One epoch of batches, the split read into memory on first iteration.
+
+    A batch is (uint8 images, int64 labels), or what ``transform`` makes of it: it runs in the same
+    map as the gather (a second parallel map would cost about as much again per batch).
+    """
+    whole = _whole_split(source)
+    total = source.num_examples
+    steps = num_batches(total, batch_size, drop_remainder)
+    size = batch_size if drop_remainder else None  # static batch dimension when all are full
+
+    def epoch(order: tf.Tensor) -> tf.data.Dataset:
+        # get_single_element reads past the only element, which completes the cache on first use.
+        images, labels = whole.get_single_element()
+
+        def gather(step: tf.Tensor) -> Batch:
+            start = step * batch_size
+            indices = order[start:tf.minimum(start + batch_size, total)]
+            batch = (tf.ensure_shape(tf.gather(images, indices), (size, *IMAGE_SHAPE)),
+                     tf.ensure_shape(tf.gather(labels, indices), (size,)))
+            return transform(*batch) if transform else batch
+
+        return tf.data.Dataset.range(steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+                                                deterministic=seed is not None or not shuffle)
+
+    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(epoch)
+
+
+def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """One element per iteration: the order of the examples, a fresh permutation each epoch."""
+    if not shuffle:
+        return tf.data.Dataset.from_tensors(tf.range(num_examples, dtype=tf.int64))
+    # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch), from a
+    # sequence fixed by ``seed``; the permutation itself is stateless, hence reproducible.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    return seeds.map(lambda pair: tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), seed=pair))
+
+
+def _whole_split(source: SplitSource) -> tf.data.Dataset:
+    """A cached one-element dataset: all of the split's images and labels, in file order."""
+    total = source.num_examples
+    chunks = pipeline_records.read_chunks(source)
+
+    def read_all(_: tf.Tensor) -> Batch:
+        images, labels = chunks.rebatch(total).get_single_element()
+        return tf.ensure_shape(images, (total, *IMAGE_SHAPE)), tf.ensure_shape(labels, (total,))
+
+    return tf.data.Dataset.from_tensors(0).map(read_all).cache()

@@ -1,0 +1,45 @@
+"""Shared fixtures: NIST's files for every config (the committed dummy_data), a prepared data_dir.
+
+TensorFlow's CPU is split into two logical devices before anything initializes TensorFlow's
+devices, so multi-device paths (prefetch_to_device, MirroredStrategy) run without a GPU. Tests that
+need both devices check ``len(tf.config.list_logical_devices("CPU")) >= 2``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tensorflow as tf
+
+try:
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+except RuntimeError:  # devices already initialized (e.g. by a plugin): one CPU device it is
+    pass
+
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+import emnist_idx  # noqa: E402,F401 - registers the emnist_idx builder
+from emnist_idx import configs  # noqa: E402
+
+DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
+
+
+@pytest.fixture(scope="session")
+def manual_dir() -> Path:
+    """The committed dummy NIST files (all six configs), laid out like NIST's ``gzip/`` folder."""
+    if not DUMMY_GZIP.is_dir():
+        pytest.fail(f"{DUMMY_GZIP} is missing: run `python dummy_data/make_dummy_data.py`")
+    return DUMMY_GZIP
+
+
+@pytest.fixture(scope="session")
+def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, manual_dir: Path) -> Path:
+    """A TFDS data_dir with every config prepared (TFRecord) from ``manual_dir``, once a session."""
+    data_dir = tmp_path_factory.mktemp("tfds-data")
+    download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
+    for config in configs.SPLITS:
+        builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir))
+        builder.download_and_prepare(download_config=download_config)
+    return data_dir
