@@ -233,9 +233,9 @@ def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle:
         # DYNAMIC sharding hands the pieces (the source dataset's elements) to workers on demand.
         chunks = chunks.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
+    # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
     return chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
-        model_ready, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=seed is not None or not shuffle)
+        model_ready, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _model_ready(builder: tfds.core.DatasetBuilder, normalize: str, one_hot: bool):

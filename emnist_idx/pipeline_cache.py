@@ -79,8 +79,9 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
                      tf.ensure_shape(tf.gather(labels, indices), (size,)))
             return transform(*batch) if transform else batch
 
+        # deterministic: the smaller remainder batch must stay the last one.
         return tf.data.Dataset.range(steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
-                                                deterministic=seed is not None or not shuffle)
+                                                deterministic=True)
 
     return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(epoch)
 
