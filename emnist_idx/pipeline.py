@@ -15,6 +15,7 @@ from emnist_idx import configs, normalization, pipeline_cache, pipeline_records
 from emnist_idx.pipeline_records import IMAGE_SHAPE, SplitSource
 
 _DATASET_NAME = "emnist_idx"
+_plain = pipeline_records.without_autograph
 
 
 def load(
@@ -235,7 +236,7 @@ def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle:
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
     # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
     return chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
-        model_ready, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        _plain(model_ready), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _model_ready(builder: tfds.core.DatasetBuilder, normalize: str, one_hot: bool):

@@ -28,6 +28,7 @@ CACHE_FRACTION = 0.25
 _BYTES_PER_EXAMPLE = math.prod(IMAGE_SHAPE) + 8
 
 Batch = tuple[tf.Tensor, tf.Tensor]
+_plain = pipeline_records.without_autograph
 
 
 def cache_bytes(num_examples: int) -> int:
@@ -80,10 +81,10 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
             return transform(*batch) if transform else batch
 
         # deterministic: the smaller remainder batch must stay the last one.
-        return tf.data.Dataset.range(steps).map(gather, num_parallel_calls=tf.data.AUTOTUNE,
+        return tf.data.Dataset.range(steps).map(_plain(gather), num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
 
-    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(epoch)
+    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(_plain(epoch))
 
 
 def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
@@ -93,8 +94,8 @@ def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.d
     # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch), from a
     # sequence fixed by ``seed``; the permutation itself is stateless, hence reproducible.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    return seeds.map(lambda pair: tf.random.experimental.stateless_shuffle(
-        tf.range(num_examples, dtype=tf.int64), seed=pair))
+    return seeds.map(_plain(lambda pair: tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), seed=pair)))
 
 
 def _whole_split(source: SplitSource) -> tf.data.Dataset:
@@ -106,4 +107,4 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
         images, labels = chunks.rebatch(total).get_single_element()
         return tf.ensure_shape(images, (total, *IMAGE_SHAPE)), tf.ensure_shape(labels, (total,))
 
-    return tf.data.Dataset.from_tensors(0).map(read_all).cache()
+    return tf.data.Dataset.from_tensors(0).map(_plain(read_all)).cache()
