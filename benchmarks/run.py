@@ -1,0 +1,560 @@
+"""emnist_idx side by side with TFDS's own ``emnist`` and with the in-memory numpy pipeline.
+
+    python benchmarks/run.py --config balanced [--epochs 3] [--json out.json]
+                             [--cache-dir benchmarks/.cache] [--scale 1.0]
+
+Generates (once, cached) a full-size synthetic bundle in NIST's layout for the config, then in one
+run on that bundle, each in fresh data dirs under a temporary directory:
+  * prepare with TFDS's ``emnist`` (its download pointed at the local gzip.zip) and with
+    ``emnist_idx``, each in a child process that reports time and peak RSS growth over the RSS
+    after importing TensorFlow, TFDS and the builder;
+  * TFDS's standard pipeline over ``emnist`` for two epochs;
+  * ``emnist_idx.pipeline.load`` for ``--epochs`` epochs (the first includes the load() call);
+  * the hand-written in-memory numpy pipeline over the same arrays (median of ``--epochs``);
+  * with a GPU, images/s reaching the device through ``load(..., device="auto")``.
+Prints a table with ratios to the matching TFDS row and PASS/MISS per target; ``--json`` writes
+every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import bundle as bundle_lib  # noqa: E402
+
+BATCH_SIZE = 128
+SHUFFLE_BUFFER = 10_000
+DEFAULT_CACHE = HERE / ".cache"
+
+# (key, label) of the table's rows, in order.
+ROWS = [
+    ("prepare_emnist", "prepare emnist (TFDS)"),
+    ("prepare_emnist_idx", "prepare emnist_idx"),
+    ("epoch1_emnist", "epoch 1 emnist (TFDS)"),
+    ("epoch2_emnist", "epoch 2 emnist (TFDS)"),
+    ("epoch1_emnist_idx", "epoch 1 emnist_idx (incl. load())"),
+    ("cached_emnist_idx", "cached epochs emnist_idx"),
+    ("numpy_in_memory", "in-memory numpy pipeline"),
+    ("device_emnist_idx", "to GPU, emnist_idx device=auto"),
+]
+
+# name, row, reference row, minimum speedup, aimed-for speedup
+SPEED_TARGETS = [
+    ("prepare vs TFDS prepare", "prepare_emnist_idx", "prepare_emnist", 5.0, 10.0),
+    ("epoch 1 (incl. load()) vs TFDS epoch 1", "epoch1_emnist_idx", "epoch1_emnist", 5.0, None),
+    ("cached epochs vs TFDS epoch 1", "cached_emnist_idx", "epoch1_emnist", 20.0, None),
+    ("cached epochs vs TFDS epoch 2", "cached_emnist_idx", "epoch2_emnist", 10.0, None),
+    ("cached epochs vs in-memory numpy", "cached_emnist_idx", "numpy_in_memory", 1.0, None),
+]
+RSS_LIMIT_MB, RSS_AIM_MB = 300.0, 100.0
+
+
+def log(message: str) -> None:
+    print(f"# {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Machine facts
+
+
+def machine_facts() -> dict:
+    import numpy as np
+    import psutil
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    cpu_model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = []
+    for device in tf.config.list_physical_devices("GPU"):
+        try:
+            details = tf.config.experimental.get_device_details(device)
+        except Exception:  # noqa: BLE001 - details are best effort
+            details = {}
+        gpus.append(details.get("device_name", device.name))
+    try:
+        import emnist_idx
+
+        emnist_idx_version = emnist_idx.__version__
+    except Exception:  # noqa: BLE001
+        emnist_idx_version = None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model,
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "tensorflow_datasets": tfds.__version__,
+        "numpy": np.__version__,
+        "emnist_idx": emnist_idx_version,
+        "gpus": gpus,
+        "git_commit": _git_commit(),
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, text=True,
+                             capture_output=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+        return out + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Measurements
+
+
+def run_prepare_child(builder: str, config: str, bundle: Path, data_dir: Path,
+                      counts: tuple[int, int], workdir: Path) -> dict:
+    """Runs one prepare in a child process (this script's hidden ``--child`` mode)."""
+    result = workdir / f"{builder}-prepare.json"
+    child_log = workdir / f"{builder}-prepare.log"
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", builder,
+               "--config", config, "--bundle", str(bundle), "--data-dir", str(data_dir),
+               "--counts", f"{counts[0]},{counts[1]}", "--result", str(result)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    with open(child_log, "w") as stream:
+        code = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT, env=env).returncode
+    if code != 0 or not result.exists():
+        tail = child_log.read_text(errors="replace")[-4000:]
+        raise RuntimeError(f"prepare of {builder} failed (exit {code}):\n{tail}")
+    return json.loads(result.read_text())
+
+
+def consume(dataset) -> int:
+    """Iterates every batch of ``dataset``; returns the number of examples seen."""
+    examples = 0
+    for _, labels in dataset:
+        examples += int(labels.shape[0])
+    return examples
+
+
+_LAST_CPU: list[float] = [0.0]
+
+
+def timed_epoch(make_or_iterate) -> tuple[float, int]:
+    """Wall seconds and examples of one call; its CPU seconds (all threads) go to ``_LAST_CPU``."""
+    cpu = time.process_time()
+    start = time.perf_counter()
+    examples = make_or_iterate()
+    seconds = time.perf_counter() - start
+    _LAST_CPU[0] = time.process_time() - cpu
+    return seconds, examples
+
+
+def epoch_figures(seconds: float, examples: int, cpu_s: float | None = None, **extra) -> dict:
+    figures = {"seconds": seconds, "examples": examples, "examples_per_s": examples / seconds}
+    if cpu_s is not None:
+        figures["cpu_s"] = cpu_s
+    return {**figures, **extra}
+
+
+def median_figures(times: list[float], examples: int, cpu: list[float] | None = None,
+                   **extra) -> dict:
+    seconds = statistics.median(times)
+    cpu_s = statistics.median(cpu) if cpu else None
+    return epoch_figures(seconds, examples, cpu_s, epochs_s=times, **extra)
+
+
+def measure_tfds_epochs(config: str, data_dir: Path) -> tuple[dict, dict]:
+    """TFDS's standard pipeline over its ``emnist``: epoch 1 (incl. building it) and epoch 2."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    state = {}
+
+    def first_epoch() -> int:
+        builder = tfds.builder(f"emnist/{config}", data_dir=str(data_dir))
+        state["ds"] = (
+            builder.as_dataset(split="train", as_supervised=True)
+            .map(lambda x, y: (tf.cast(x, tf.float32) / 255.0, y),
+                 num_parallel_calls=tf.data.AUTOTUNE)
+            .shuffle(SHUFFLE_BUFFER)
+            .batch(BATCH_SIZE)
+            .prefetch(tf.data.AUTOTUNE)
+        )
+        state["builder"] = builder
+        return consume(state["ds"])
+
+    seconds1, examples1 = timed_epoch(first_epoch)
+    cpu1 = _LAST_CPU[0]
+    seconds2, examples2 = timed_epoch(lambda: consume(state["ds"]))
+    builder = state["builder"]
+    try:  # TFDS's own rule: it caches datasets under 250 MiB in memory after the first pass
+        cached = bool(builder._should_cache_ds(  # noqa: SLF001
+            split="train", shuffle_files=False, read_config=tfds.ReadConfig()))
+    except Exception:  # noqa: BLE001 - a private helper; the figure is informative only
+        cached = None
+    return (epoch_figures(seconds1, examples1, cpu1),
+            epoch_figures(seconds2, examples2, _LAST_CPU[0], tfds_auto_cached=cached,
+                          tfds_dataset_mib=builder.info.dataset_size / 2**20))
+
+
+def _import_load():
+    try:
+        from emnist_idx.pipeline import load
+    except ImportError as error:
+        raise SystemExit(f"emnist_idx.pipeline.load is not available: {error}") from error
+    return load
+
+
+def measure_emnist_idx_epochs(config: str, data_dir: Path, epochs: int,
+                              warm_repeats: int = 2) -> tuple[dict, dict]:
+    """``load()`` + epoch 1, then the median of epochs 2..N over the same dataset.
+
+    Epoch 1 is the process's first ``load()`` (cold, what a training script sees). It is then
+    measured ``warm_repeats`` more times with fresh ``load()`` calls, reported apart (``warm_*``):
+    on a busy machine one cold figure is noisy.
+    """
+    load = _import_load()
+    state = {}
+
+    def first_epoch() -> int:
+        # Batches stay on the host, like the TFDS and numpy rows (the GPU row uses device="auto").
+        state["ds"] = load(config, "train", data_dir=str(data_dir), seed=0, device=None)
+        return consume(state["ds"])
+
+    seconds1, examples1 = timed_epoch(first_epoch)
+    cpu1 = _LAST_CPU[0]
+    times, cpu, examples = [], [], None
+    for _ in range(epochs - 1):
+        seconds, count = timed_epoch(lambda: consume(state["ds"]))
+        times.append(seconds)
+        cpu.append(_LAST_CPU[0])
+        examples = count if examples is None else examples
+        if count != examples:
+            raise RuntimeError(f"cached epochs saw {examples} then {count} examples")
+    del state["ds"]
+    warm = []
+    for _ in range(warm_repeats):
+        warm.append(timed_epoch(first_epoch)[0])
+        del state["ds"]
+    extra = {}
+    if warm:
+        extra = {"warm_repeats_s": warm, "warm_median_s": statistics.median(warm),
+                 "warm_median_examples_per_s": examples1 / statistics.median(warm)}
+    return (epoch_figures(seconds1, examples1, cpu1, **extra),
+            median_figures(times, examples, cpu, epochs_measured=f"2..{epochs}"))
+
+
+def read_train_arrays(bundle: Path, config: str):
+    """The train split's upright (N, 28, 28, 1) uint8 images and int64 0-based labels."""
+    import numpy as np
+
+    from emnist_idx import configs
+    from emnist_idx.idx import read_idx
+
+    images = read_idx(bundle / "gzip" / configs.image_file(config, "train"))
+    labels = read_idx(bundle / "gzip" / configs.label_file(config, "train"))
+    images = np.ascontiguousarray(images.transpose(0, 2, 1))[..., None]
+    return images, labels.astype(np.int64) - configs.FIRST_LABEL[config]
+
+
+def measure_numpy_epochs(bundle: Path, config: str, epochs: int) -> dict:
+    """The hand-written in-memory pipeline: the practical upper bound of naive tf.data."""
+    import tensorflow as tf
+
+    images, labels = read_train_arrays(bundle, config)
+
+    def scale(x, y):
+        return tf.cast(x, tf.float32) / 255.0, y
+
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((images, labels))
+        .shuffle(SHUFFLE_BUFFER)
+        .batch(BATCH_SIZE)
+        .map(scale, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    del images, labels
+    times, cpu, examples = [], [], None
+    for _ in range(epochs):
+        seconds, examples = timed_epoch(lambda: consume(dataset))
+        times.append(seconds)
+        cpu.append(_LAST_CPU[0])
+    return median_figures(times, examples, cpu, epochs_measured=f"1..{epochs}")
+
+
+def measure_device(config: str, data_dir: Path, epochs: int) -> dict:
+    """Images/s reaching the GPU through ``load(..., device="auto")``; skipped without a GPU."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return {"skipped": "no GPU visible to TensorFlow"}
+    load = _import_load()
+    state = {}
+
+    def on_device(dataset) -> int:
+        examples = 0
+        for images, labels in dataset:
+            if "GPU" not in images.device:
+                raise RuntimeError(f"batch arrived on {images.device}, not on a GPU")
+            examples += int(labels.shape[0])
+        return examples
+
+    def first_epoch() -> int:
+        state["ds"] = load(config, "train", data_dir=str(data_dir), seed=0, device="auto")
+        return on_device(state["ds"])
+
+    seconds1, examples1 = timed_epoch(first_epoch)
+    times, examples = [], examples1
+    for _ in range(max(1, epochs - 1)):
+        seconds, examples = timed_epoch(lambda: on_device(state["ds"]))
+        times.append(seconds)
+    return median_figures(times, examples, epochs_measured=f"2..{len(times) + 1}",
+                          first_epoch_s=seconds1, first_epoch_examples_per_s=examples1 / seconds1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ratios, targets and the table
+
+
+def speedup(rows: dict, row: str, reference: str) -> float | None:
+    mine, theirs = rows.get(row, {}), rows.get(reference, {})
+    if "examples_per_s" not in mine or "examples_per_s" not in theirs:
+        return None
+    return mine["examples_per_s"] / theirs["examples_per_s"]
+
+
+def add_ratios(rows: dict) -> None:
+    references = {
+        "prepare_emnist": {"vs_tfds": "prepare_emnist"},
+        "prepare_emnist_idx": {"vs_tfds": "prepare_emnist"},
+        "epoch1_emnist": {"vs_tfds": "epoch1_emnist"},
+        "epoch2_emnist": {"vs_tfds": "epoch1_emnist"},
+        "epoch1_emnist_idx": {"vs_tfds": "epoch1_emnist"},
+        "cached_emnist_idx": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist",
+                              "vs_numpy": "numpy_in_memory"},
+        "numpy_in_memory": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist"},
+        "device_emnist_idx": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist",
+                              "vs_numpy": "numpy_in_memory"},
+    }
+    for row, refs in references.items():
+        if row in rows and "examples_per_s" in rows[row]:
+            rows[row]["ratios"] = {name: speedup(rows, row, ref) for name, ref in refs.items()}
+
+
+def evaluate_targets(rows: dict, config: str) -> list[dict]:
+    targets = []
+    for name, row, reference, minimum, aim in SPEED_TARGETS:
+        value = speedup(rows, row, reference)
+        targets.append({
+            "name": name, "value": value, "unit": "x", "minimum": minimum, "aim": aim,
+            "passed": value is not None and value >= minimum,
+        })
+    growth = rows.get("prepare_emnist_idx", {}).get("peak_rss_growth_mb")
+    targets.append({
+        "name": "emnist_idx prepare peak RSS growth" + (
+            "" if config == "byclass" else f" ({config}; the target is stated for byclass)"),
+        "value": growth, "unit": "MB", "maximum": RSS_LIMIT_MB, "aim": RSS_AIM_MB,
+        "passed": growth is not None and growth < RSS_LIMIT_MB,
+    })
+    return targets
+
+
+def _fmt(value, spec: str, empty: str = "") -> str:
+    return empty if value is None else format(value, spec)
+
+
+def format_table(report: dict) -> str:
+    rows, machine = report["rows"], report["machine"]
+    counts = report["counts"]
+    lines = [
+        f"EMNIST {report['config']} (synthetic bundle, train {counts[0]:,} / test {counts[1]:,}),"
+        f" batch {BATCH_SIZE}, {report['epochs']} emnist_idx epochs, {machine['date']}",
+        f"machine: {machine['cpu_count']} CPUs ({machine['cpu_model']}), {machine['ram_gb']} GB RAM,"
+        f" GPU: {', '.join(machine['gpus']) or 'none'}; Python {machine['python']},"
+        f" TF {machine['tensorflow']}, TFDS {machine['tensorflow_datasets']},"
+        f" numpy {machine['numpy']}; load avg {report['load_avg_start']} -> {report['load_avg_end']}",
+        "",
+    ]
+    header = (f"{'row':<44} {'seconds':>8} {'CPU s':>6} {'examples/s':>11} {'peak RSS MB':>11} "
+              f"{'x TFDS':>7} {'x TFDS ep2':>10} {'x numpy':>8}")
+    lines += [header, "-" * len(header)]
+    for key, label in ROWS:
+        row = rows.get(key)
+        if row is None:
+            continue
+        if "skipped" in row:
+            lines.append(f"{label:<44} {'skipped: ' + row['skipped']}")
+            continue
+        if "epochs_measured" in row:
+            label = f"{label} (median {row['epochs_measured']})"
+        elif row.get("tfds_auto_cached") is not None:
+            label = label[:-1] + (", auto-cached)" if row["tfds_auto_cached"] else ", not cached)")
+        ratios = row.get("ratios", {})
+        lines.append(
+            f"{label:<44} {row['seconds']:>8.2f} {_fmt(row.get('cpu_s'), '>6.2f', ' ' * 6)} "
+            f"{row['examples_per_s']:>11,.0f} "
+            f"{_fmt(row.get('peak_rss_growth_mb'), '>11,.1f', ' ' * 11)} "
+            f"{_fmt(ratios.get('vs_tfds'), '>6.2f', ' ' * 6)}{'x' if ratios.get('vs_tfds') is not None else ' '} "
+            f"{_fmt(ratios.get('vs_tfds_epoch2'), '>9.2f', ' ' * 9)}"
+            f"{'x' if ratios.get('vs_tfds_epoch2') is not None else ' '} "
+            f"{_fmt(ratios.get('vs_numpy'), '>7.2f', ' ' * 7)}"
+            f"{'x' if ratios.get('vs_numpy') is not None else ' '}".rstrip()
+        )
+    first = rows.get("epoch1_emnist_idx", {})
+    if "warm_median_s" in first:
+        tfds_first = rows.get("epoch1_emnist", {}).get("examples_per_s")
+        ratio = (f", {first['warm_median_examples_per_s'] / tfds_first:.2f}x TFDS epoch 1"
+                 if tfds_first else "")
+        lines += ["", f"epoch 1 emnist_idx again, fresh load() in the warm process (median of "
+                      f"{len(first['warm_repeats_s'])}): {first['warm_median_s']:.2f} s, "
+                      f"{first['warm_median_examples_per_s']:,.0f} examples/s{ratio}"]
+    lines += [
+        "",
+        "prepare rows: train+test examples/s; peak RSS MB: growth over the RSS after importing"
+        " TF+TFDS+builder (child process). CPU s: process CPU time, all threads (insensitive to"
+        " other processes). x columns: speedup (examples/s ratio).",
+        "",
+        "targets:",
+    ]
+    for target in report["targets"]:
+        verdict = "PASS" if target["passed"] else "MISS"
+        if target["unit"] == "x":
+            bound = f">= {target['minimum']:g}x" + (f" (aim {target['aim']:g}x)" if target["aim"] else "")
+            value = _fmt(target["value"], ".2f", "n/a") + "x"
+        else:
+            bound = f"< {target['maximum']:g} MB (aim {target['aim']:g} MB)"
+            value = _fmt(target["value"], ".1f", "n/a") + " MB"
+        aim_met = ""
+        if target["passed"] and target["aim"] is not None and target["value"] is not None:
+            met = (target["value"] >= target["aim"] if target["unit"] == "x"
+                   else target["value"] < target["aim"])
+            aim_met = ", aim met" if met else ", aim not met"
+        lines.append(f"  {verdict}  {target['name']}: {value}  [{bound}{aim_met}]")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+
+
+def benchmark(args: argparse.Namespace) -> dict:
+    counts = bundle_lib.scaled_counts(args.config, args.scale)
+    cache_dir = Path(args.cache_dir).resolve()
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    bundle, generated_s = bundle_lib.ensure_bundle(cache_dir, args.config, counts, log=log)
+    log(f"bundle {bundle}" + (f" (generated in {generated_s:.1f} s)" if generated_s else " (cached)"))
+
+    load_avg_start = _load_avg()
+    machine = machine_facts()
+    rows: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="emnist-bench-", dir=args.tmp_dir) as tmp:
+        workdir = Path(tmp)
+        tfds_dir, idx_dir = workdir / "data_emnist", workdir / "data_emnist_idx"
+
+        log("prepare emnist (TFDS) in a child process")
+        rows["prepare_emnist"] = run_prepare_child("emnist", args.config, bundle, tfds_dir,
+                                                   counts, workdir)
+        log(f"  {rows['prepare_emnist']['seconds']:.1f} s")
+        log("prepare emnist_idx in a child process")
+        rows["prepare_emnist_idx"] = run_prepare_child("emnist_idx", args.config, bundle, idx_dir,
+                                                       counts, workdir)
+        log(f"  {rows['prepare_emnist_idx']['seconds']:.1f} s")
+
+        log("TFDS emnist: 2 epochs")
+        rows["epoch1_emnist"], rows["epoch2_emnist"] = measure_tfds_epochs(args.config, tfds_dir)
+        log(f"emnist_idx load(): {args.epochs} epochs")
+        rows["epoch1_emnist_idx"], rows["cached_emnist_idx"] = measure_emnist_idx_epochs(
+            args.config, idx_dir, args.epochs)
+        log(f"in-memory numpy pipeline: {args.epochs} epochs")
+        rows["numpy_in_memory"] = measure_numpy_epochs(bundle, args.config, args.epochs)
+        log("device path")
+        rows["device_emnist_idx"] = measure_device(args.config, idx_dir, args.epochs)
+
+    add_ratios(rows)
+    return {
+        "command": " ".join(["python", "benchmarks/run.py", *sys.argv[1:]]),
+        "config": args.config,
+        "scale": args.scale,
+        "counts": list(counts),
+        "epochs": args.epochs,
+        "batch_size": BATCH_SIZE,
+        "bundle": str(bundle),
+        "bundle_generated_s": generated_s,
+        "machine": machine,
+        "load_avg_start": load_avg_start,
+        "load_avg_end": _load_avg(),
+        "rows": rows,
+        "targets": evaluate_targets(rows, args.config),
+    }
+
+
+def _load_avg() -> str | None:
+    try:
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="balanced",
+                        choices=["byclass", "bymerge", "balanced", "letters", "digits", "mnist"])
+    parser.add_argument("--epochs", type=int, default=3,
+                        help="emnist_idx and numpy epochs (>= 2; TFDS always runs 2)")
+    parser.add_argument("--json", metavar="PATH", help="write every figure to this JSON file")
+    parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE),
+                        help="where generated bundles are kept between runs")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="fraction of the real example counts (1.0: full size)")
+    parser.add_argument("--tmp-dir", default=None,
+                        help="parent of the run's temporary data dirs (default: the system's)")
+    # Hidden: one prepare in a child process.
+    parser.add_argument("--child", choices=["emnist", "emnist_idx"], help=argparse.SUPPRESS)
+    parser.add_argument("--bundle", help=argparse.SUPPRESS)
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
+    parser.add_argument("--counts", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (epoch 1, then cached epochs)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        import prepare_child
+
+        return prepare_child.main(args.child, args.config, args.bundle, args.data_dir,
+                                  args.counts, args.result)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = benchmark(args)
+    print(format_table(report), flush=True)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        log(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Smoke test of benchmarks/run.py on a tiny bundle: it completes, prints every row, writes JSON.
+
+No timing is asserted: the figures of such a small run mean nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
+
+ROW_LABELS = [
+    "prepare emnist (TFDS)",
+    "prepare emnist_idx",
+    "epoch 1 emnist (TFDS)",
+    "epoch 2 emnist (TFDS",
+    "epoch 1 emnist_idx (incl. load())",
+    "cached epochs emnist_idx",
+    "in-memory numpy pipeline",
+    "to GPU, emnist_idx device=auto",
+]
+ROW_KEYS = [
+    "prepare_emnist",
+    "prepare_emnist_idx",
+    "epoch1_emnist",
+    "epoch2_emnist",
+    "epoch1_emnist_idx",
+    "cached_emnist_idx",
+    "numpy_in_memory",
+    "device_emnist_idx",
+]
+
+
+def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
+    pytest.importorskip("emnist_idx.pipeline")
+    out = tmp_path / "out.json"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--config", "digits", "--scale", "0.002", "--epochs", "2",
+         "--cache-dir", str(tmp_path / "cache"), "--tmp-dir", str(tmp_path), "--json", str(out)],
+        capture_output=True, text=True, timeout=240, env=env,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for label in ROW_LABELS:
+        assert label in result.stdout, f"row {label!r} missing from:\n{result.stdout}"
+    assert "targets:" in result.stdout
+    assert result.stdout.count("PASS") + result.stdout.count("MISS") == 6
+
+    report = json.loads(out.read_text())
+    for key in ("command", "config", "counts", "machine", "rows", "targets"):
+        assert key in report
+    assert report["config"] == "digits"
+    assert report["counts"] == [480, 80]
+    for key in ("date", "cpu_count", "cpu_model", "ram_gb", "python", "tensorflow",
+                "tensorflow_datasets", "numpy", "gpus"):
+        assert key in report["machine"]
+    assert set(ROW_KEYS) <= set(report["rows"])
+    for key in ROW_KEYS[:-1]:
+        row = report["rows"][key]
+        assert row["examples"] > 0 and row["seconds"] > 0 and row["examples_per_s"] > 0
+    assert report["rows"]["epoch1_emnist_idx"]["examples"] == 480
+    assert report["rows"]["prepare_emnist_idx"]["examples"] == 560
+    for key in ("prepare_emnist", "prepare_emnist_idx"):
+        assert "peak_rss_growth_mb" in report["rows"][key]
+    assert len(report["targets"]) == 6
+    assert all(isinstance(target["passed"], bool) for target in report["targets"])
+
+    # The bundle is kept in the cache dir, complete, for the next run to reuse.
+    bundles = list((tmp_path / "cache").iterdir())
+    assert [path.name for path in bundles] == ["digits-480x80-seed0"]
+    assert (bundles[0] / "bundle.json").is_file() and (bundles[0] / "gzip.zip").is_file()
