@@ -127,6 +127,22 @@ def test_verify_strict_fails_on_checksum(capsys):
     assert "mnist: OK" in out and "balanced" not in out
 
 
+def test_verify_strict_passes_when_the_checksum_matches(capsys, monkeypatch):
+    from tensorflow_datasets.core.download.checksums import UrlInfo
+
+    from emnist_idx.commands import verify
+
+    zipped = DUMMY / "gzip.zip"
+    registered = UrlInfo(size=zipped.stat().st_size, checksum=verify.sha256_of(zipped),
+                         filename="gzip.zip")
+    assert verify.nist_checksum().size == 561_753_746  # what checksums.tsv says for NIST's zip
+    monkeypatch.setattr(verify, "nist_checksum", lambda: registered)
+    code, out, err = run_cli(capsys, "verify", zipped, "--strict", "--config", "digits")
+    assert code == 0, err
+    assert f"sha256 matches NIST's gzip.zip ({registered.checksum})" in out
+    assert not error_lines(err)
+
+
 def test_verify_damaged_bundle_one_line_per_problem(damaged_bundle, capsys):
     code, out, err = run_cli(capsys, "verify", damaged_bundle)
     assert code == 1

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
+from tensorflow_datasets.core.download.checksums import UrlInfo
+
 from emnist_idx import checks, configs
+from emnist_idx.emnist_idx_dataset_builder import Builder
 from emnist_idx.commands._common import PROGRESS_BYTES, error, one_line, progress, warn
 from emnist_idx.commands.inspect import FILE_ERRORS
 from emnist_idx.errors import IdxFormatError
@@ -16,16 +18,7 @@ from emnist_idx.idx import IdxReader, read_header
 from emnist_idx.sources import BUNDLE_NAME, SourceFile, SplitFiles, find_split_files
 
 NAME = "verify"
-CHECKSUMS = Path(__file__).resolve().parents[1] / "checksums.tsv"
 _CHUNK_RECORDS = 8192
-
-
-@dataclass(frozen=True)
-class Checksum:
-    url: str
-    size: int
-    sha256: str
-    filename: str
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -146,13 +139,9 @@ def _message(source: SourceFile, exc: BaseException) -> str:
     return f"{source.name}: {type(exc).__name__}: {one_line(exc)}"
 
 
-def read_checksum(filename: str = BUNDLE_NAME) -> Checksum:
-    """NIST's size and sha256 for ``filename``, from checksums.tsv beside the builder."""
-    for line in CHECKSUMS.read_text().splitlines():
-        fields = line.split("\t")
-        if len(fields) == 4 and fields[3] == filename:
-            return Checksum(fields[0], int(fields[1]), fields[2], fields[3])
-    raise IdxFormatError(CHECKSUMS, f"no line for {filename}")
+def nist_checksum() -> UrlInfo:
+    """NIST's size and sha256 of gzip.zip, as TFDS reads them from the builder's checksums.tsv."""
+    return Builder.url_infos[configs.BUNDLE_URL]
 
 
 def sha256_of(path: Path) -> str:
@@ -167,14 +156,14 @@ def sha256_of(path: Path) -> str:
 
 
 def _verify_checksum(bundle: Path, strict: bool) -> list[str]:
-    expected = read_checksum()
+    expected = nist_checksum()
     size = bundle.stat().st_size
     found = sha256_of(bundle)
-    if found == expected.sha256 and size == expected.size:
-        print(f"{bundle.name}: sha256 matches NIST's {expected.filename} ({expected.sha256})")
+    if found == expected.checksum and size == expected.size:
+        print(f"{bundle.name}: sha256 matches NIST's {expected.filename} ({expected.checksum})")
         return []
     message = (f"{bundle}: sha256 {found[:16]}... ({size:,} bytes) differs from NIST's "
-               f"{expected.filename} ({expected.sha256[:16]}..., {expected.size:,} bytes)")
+               f"{expected.filename} ({expected.checksum[:16]}..., {expected.size:,} bytes)")
     if strict:
         return [message]
     warn(f"{message}; expected for bundles not made by NIST, such as dummy_data "
