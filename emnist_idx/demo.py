@@ -97,8 +97,9 @@ def run_demo(
 ) -> DemoResult:
     """Prepares ``config``, trains a CNN, prints the test accuracy and writes the picture.
 
-    ``epochs`` defaults to 30 for small train splits (dummy_data's), 5 for NIST's. ``verbose`` is Keras's: 1 a live progress bar (the default on a terminal), 2 a line per epoch
-    (the default otherwise), 0 silent.
+    ``epochs`` defaults to 30 for small train splits (dummy_data's), 5 for NIST's. ``verbose`` is
+    Keras's: 1 a live progress bar (the default on a terminal), 2 a line per epoch (the default
+    otherwise), 0 silent.
     """
     start = time.perf_counter()
     if verbose is None:

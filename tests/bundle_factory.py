@@ -11,15 +11,7 @@ import numpy as np
 
 from emnist_idx import configs
 from emnist_idx.idx import write_idx
-
-
-def mapping_text(split: str) -> str:
-    """A split's mapping file as NIST writes it (letters: `1 65 97`)."""
-    first = configs.FIRST_LABEL[split]
-    return "".join(
-        f"{first + index} " + " ".join(str(ord(char)) for char in name) + "\n"
-        for index, name in enumerate(configs.CLASS_NAMES[split])
-    )
+from emnist_idx.synthetic import mapping_text
 
 
 def upright_l_glyph() -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from emnist_idx import IdxFormatError, configs
 from emnist_idx.mapping import read_label_mapping, read_mapping
 
-from bundle_factory import mapping_text
+from emnist_idx.synthetic import mapping_text
 
 
 @pytest.mark.parametrize("split", configs.SPLITS)
