@@ -74,13 +74,16 @@ class Builder(tfds.core.ShardBasedBuilder):
         dl_manager: tfds.download.DownloadManager,
         download_config: tfds.download.DownloadConfig | None = None,
     ) -> None:
-        parts = checks.check_split(self._split_files(dl_manager))
-        if download_config and (download_config.beam_runner or download_config.beam_options):
-            # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
-            super()._download_and_prepare(dl_manager, download_config)
-            histogram = _pixel_histogram(parts["train"])
-        else:
-            histogram = self._write_splits_in_bulk(parts)
+        try:
+            parts = self._checked_parts(dl_manager)
+            if download_config and (download_config.beam_runner or download_config.beam_options):
+                # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
+                super()._download_and_prepare(dl_manager, download_config)
+                histogram = _pixel_histogram(parts["train"])
+            else:
+                histogram = self._write_splits_in_bulk(parts)
+        finally:
+            self._parts = None  # a later prepare (after the files were fixed) checks them afresh
         mean, std = checks.pixel_moments(histogram)
         self.info.metadata.update({"mean": mean, "std": std})
 
@@ -112,7 +115,7 @@ class Builder(tfds.core.ShardBasedBuilder):
         self, dl_manager: tfds.download.DownloadManager
     ) -> dict[str, Sequence[split_builder_lib.ExampleGeneratorFn]]:
         """One generator per shard, for TFDS's per-example writer (used on Beam)."""
-        parts = checks.check_split(self._split_files(dl_manager))
+        parts = self._checked_parts(dl_manager)
         record_size = RecordEncoder(self.info.features).record_size
         return {
             name: [
@@ -121,6 +124,13 @@ class Builder(tfds.core.ShardBasedBuilder):
             ]
             for name, part in parts.items()
         }
+
+    def _checked_parts(self, dl_manager: tfds.download.DownloadManager
+                       ) -> dict[str, checks.CheckedPart]:
+        """The split's validated parts; on Beam, TFDS asks for them after we did: check only once."""
+        if getattr(self, "_parts", None) is None:
+            self._parts = checks.check_split(self._split_files(dl_manager))
+        return self._parts
 
     def _split_files(self, dl_manager: tfds.download.DownloadManager) -> SplitFiles:
         """The split's files from the manual dir, else from NIST's bundle through dl_manager."""
