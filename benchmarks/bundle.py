@@ -14,8 +14,7 @@ MARKER = "bundle.json"
 
 def scaled_counts(config: str, scale: float) -> tuple[int, int]:
     """The (train, test) counts of ``config`` times ``scale`` (at least one example each)."""
-    if config not in synthetic.FULL_COUNTS:
-        raise ValueError(f"unknown config {config!r}: expected one of {', '.join(configs.SPLITS)}")
+    configs.check_config(config)
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must lie in (0, 1], got {scale}")
     train, test = synthetic.FULL_COUNTS[config]
@@ -25,8 +24,8 @@ def scaled_counts(config: str, scale: float) -> tuple[int, int]:
 def bundle_files(config: str) -> list[str]:
     """The bundle's files, relative to its directory."""
     names = [configs.mapping_file(config)]
-    for part in configs.FILE_SPLITS:
-        names += [configs.image_file(config, part), configs.label_file(config, part)]
+    for split in configs.SPLITS:
+        names += [configs.image_file(config, split), configs.label_file(config, split)]
     return ["gzip.zip", *(f"gzip/{name}" for name in names)]
 
 

@@ -9,7 +9,7 @@ run on that bundle, each in fresh data dirs under a temporary directory:
     ``emnist_idx``, each in a child process that reports time and peak RSS growth over the RSS
     after importing TensorFlow, TFDS and the builder;
   * TFDS's standard pipeline over ``emnist`` for two epochs;
-  * ``emnist_idx.pipeline.load`` for ``--epochs`` epochs (the first includes the load() call);
+  * ``emnist_idx.load`` for ``--epochs`` epochs (the first includes the load() call);
   * the hand-written in-memory numpy pipeline over the same arrays (median of ``--epochs``);
   * with a GPU, images/s reaching the device through ``load(..., device="auto")``.
 Prints a table with ratios to the matching TFDS row and PASS/MISS per target; ``--json`` writes
@@ -217,9 +217,9 @@ def measure_tfds_epochs(config: str, data_dir: Path) -> tuple[dict, dict]:
 
 def _import_load():
     try:
-        from emnist_idx.pipeline import load
+        from emnist_idx._pipeline.loading import load
     except ImportError as error:
-        raise SystemExit(f"emnist_idx.pipeline.load is not available: {error}") from error
+        raise SystemExit(f"emnist_idx.load is not available: {error}") from error
     return load
 
 
@@ -267,7 +267,7 @@ def read_train_arrays(bundle: Path, config: str):
     import numpy as np
 
     from emnist_idx import configs
-    from emnist_idx.idx import read_idx
+    from emnist_idx._format.idx import read_idx
 
     images = read_idx(bundle / "gzip" / configs.image_file(config, "train"))
     labels = read_idx(bundle / "gzip" / configs.label_file(config, "train"))

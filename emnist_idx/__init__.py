@@ -8,8 +8,8 @@ from typing import Any
 
 from emnist_idx.emnist_idx_dataset_builder import Builder
 from emnist_idx.errors import IdxFormatError
-from emnist_idx.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
-from emnist_idx.mapping import read_mapping
+from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
+from emnist_idx._format.mapping import read_mapping
 from emnist_idx.version import __version__
 
 _PIPELINE_NAMES = ("class_names", "load", "load_numpy")
@@ -33,9 +33,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Imports the tf.data pipeline (and so TensorFlow) only when one of its names is used."""
     if name in _PIPELINE_NAMES:
-        from emnist_idx import pipeline
+        from emnist_idx._pipeline import loading
 
-        return getattr(pipeline, name)
+        return getattr(loading, name)
     raise AttributeError(f"module 'emnist_idx' has no attribute {name!r}")
 
 

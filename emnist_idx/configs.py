@@ -1,12 +1,12 @@
-"""The six EMNIST splits: names, classes and NIST's file names."""
+"""The six EMNIST configs: names, classes and NIST's file names."""
 
 from __future__ import annotations
 
 import string
 
-SPLITS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
-DEFAULT_SPLIT = "balanced"
-FILE_SPLITS = ("train", "test")
+CONFIGS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+DEFAULT_CONFIG = "balanced"
+SPLITS = ("train", "test")
 
 _DIGITS = tuple(string.digits)
 _UPPER = tuple(string.ascii_uppercase)
@@ -21,8 +21,8 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "mnist": _DIGITS,
 }
 
-# The label each split's files give their first class (letters counts from 1).
-FIRST_LABEL: dict[str, int] = {split: (1 if split == "letters" else 0) for split in SPLITS}
+# The label each config's files give their first class (letters counts from 1).
+FIRST_LABEL: dict[str, int] = {config: (1 if config == "letters" else 0) for config in CONFIGS}
 
 DESCRIPTIONS: dict[str, str] = {
     "byclass": "62 unbalanced classes: digits, upper- and lower-case letters.",
@@ -34,19 +34,27 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
-def image_file(split: str, file_split: str) -> str:
-    """NIST's name for a split's gzip'd images file, e.g. emnist-mnist-train-images-idx3-ubyte.gz."""
-    return f"emnist-{split}-{file_split}-images-idx3-ubyte.gz"
+def check_config(config: object) -> str:
+    """Returns ``config`` if it names an EMNIST config, else raises ValueError listing the six."""
+    if not isinstance(config, str) or config not in CONFIGS:
+        raise ValueError(f"config={config!r} is not an EMNIST config: use one of "
+                         f"{', '.join(repr(name) for name in CONFIGS)}")
+    return config
 
 
-def label_file(split: str, file_split: str) -> str:
-    """NIST's name for a split's gzip'd labels file."""
-    return f"emnist-{split}-{file_split}-labels-idx1-ubyte.gz"
+def image_file(config: str, split: str) -> str:
+    """NIST's name for a config's gzip'd images file, e.g. emnist-mnist-train-images-idx3-ubyte.gz."""
+    return f"emnist-{config}-{split}-images-idx3-ubyte.gz"
 
 
-def mapping_file(split: str) -> str:
-    """NIST's name for a split's mapping file."""
-    return f"emnist-{split}-mapping.txt"
+def label_file(config: str, split: str) -> str:
+    """NIST's name for a config's gzip'd labels file."""
+    return f"emnist-{config}-{split}-labels-idx1-ubyte.gz"
+
+
+def mapping_file(config: str) -> str:
+    """NIST's name for a config's mapping file."""
+    return f"emnist-{config}-mapping.txt"
 
 # NIST's bundle; its size and sha256 live in checksums.tsv beside the builder.
 BUNDLE_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"

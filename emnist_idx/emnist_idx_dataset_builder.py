@@ -11,9 +11,10 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import split_builder as split_builder_lib
 from tensorflow_datasets.core.utils import tqdm_utils
 
-from emnist_idx import checks, configs, downloads, shard_writer
-from emnist_idx.records import RecordEncoder
-from emnist_idx.sources import SourceFile, SplitFiles, find_split_files
+from emnist_idx import configs
+from emnist_idx._prepare import checks, downloads, shard_writer
+from emnist_idx._prepare.records import RecordEncoder
+from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
 
 _HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
 _DESCRIPTION = """\
@@ -46,10 +47,10 @@ class Builder(tfds.core.ShardBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Upright images, named labels, validated IDX, bulk-written shards."}
     BUILDER_CONFIGS = [
-        tfds.core.BuilderConfig(name=split, description=configs.DESCRIPTIONS[split])
-        for split in configs.SPLITS
+        tfds.core.BuilderConfig(name=config, description=configs.DESCRIPTIONS[config])
+        for config in configs.CONFIGS
     ]
-    DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_SPLIT
+    DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_CONFIG
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -75,19 +76,19 @@ class Builder(tfds.core.ShardBasedBuilder):
         download_config: tfds.download.DownloadConfig | None = None,
     ) -> None:
         try:
-            parts = self._checked_parts(dl_manager)
+            splits = self._checked_splits(dl_manager)
             if download_config and (download_config.beam_runner or download_config.beam_options):
                 # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
                 super()._download_and_prepare(dl_manager, download_config)
-                histogram = _pixel_histogram(parts["train"])
+                histogram = _pixel_histogram(splits["train"])
             else:
-                histogram = self._write_splits_in_bulk(parts)
+                histogram = self._write_splits_in_bulk(splits)
         finally:
-            self._parts = None  # a later prepare (after the files were fixed) checks them afresh
+            self._splits = None  # a later prepare (after the files were fixed) checks them afresh
         mean, std = checks.pixel_moments(histogram)
         self.info.metadata.update({"mean": mean, "std": std})
 
-    def _write_splits_in_bulk(self, parts: Mapping[str, checks.CheckedPart]) -> np.ndarray:
+    def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> np.ndarray:
         encoder = RecordEncoder(self.info.features)
         histogram = np.zeros(256, dtype=np.int64)
 
@@ -95,13 +96,13 @@ class Builder(tfds.core.ShardBasedBuilder):
             histogram[:] += np.bincount(chunk.reshape(-1), minlength=256)
 
         split_infos = []
-        for name, part in parts.items():
-            with tqdm_utils.tqdm(total=part.count, desc=f"Generating {name} examples...",
+        for name, split in splits.items():
+            with tqdm_utils.tqdm(total=split.count, desc=f"Generating {name} examples...",
                                  unit=" examples", leave=False) as progress:
                 split_infos.append(shard_writer.write_split(
                     split_name=name,
-                    labels=part.labels,
-                    read_images=functools.partial(_read_images, part.images),
+                    labels=split.labels,
+                    read_images=functools.partial(_read_images, split.images),
                     encoder=encoder,
                     filename_template=self._get_filename_template(split_name=name),
                     file_format=self.info.file_format,
@@ -115,29 +116,29 @@ class Builder(tfds.core.ShardBasedBuilder):
         self, dl_manager: tfds.download.DownloadManager
     ) -> dict[str, Sequence[split_builder_lib.ExampleGeneratorFn]]:
         """One generator per shard, for TFDS's per-example writer (used on Beam)."""
-        parts = self._checked_parts(dl_manager)
+        splits = self._checked_splits(dl_manager)
         record_size = RecordEncoder(self.info.features).record_size
         return {
             name: [
-                functools.partial(_shard_examples, part.images, part.labels[start:stop], start, stop)
-                for start, stop in shard_writer.plan_shards(part.count, record_size)
+                functools.partial(_shard_examples, split.images, split.labels[start:stop], start, stop)
+                for start, stop in shard_writer.plan_shards(split.count, record_size)
             ]
-            for name, part in parts.items()
+            for name, split in splits.items()
         }
 
-    def _checked_parts(self, dl_manager: tfds.download.DownloadManager
-                       ) -> dict[str, checks.CheckedPart]:
-        """The split's validated parts; on Beam, TFDS asks for them after we did: check only once."""
-        if getattr(self, "_parts", None) is None:
-            self._parts = checks.check_split(self._split_files(dl_manager))
-        return self._parts
+    def _checked_splits(self, dl_manager: tfds.download.DownloadManager
+                       ) -> dict[str, checks.CheckedSplit]:
+        """The config's validated splits; on Beam, TFDS asks for them after we did: check only once."""
+        if getattr(self, "_splits", None) is None:
+            self._splits = checks.check_config_files(self._config_files(dl_manager))
+        return self._splits
 
-    def _split_files(self, dl_manager: tfds.download.DownloadManager) -> SplitFiles:
-        """The split's files from the manual dir, else from NIST's bundle through dl_manager."""
-        split = self.builder_config.name
+    def _config_files(self, dl_manager: tfds.download.DownloadManager) -> ConfigFiles:
+        """The config's files from the manual dir, else from NIST's bundle through dl_manager."""
+        config = self.builder_config.name
         manual_dir = _manual_dir(dl_manager)
         try:
-            return find_split_files(split, [manual_dir] if manual_dir else [])
+            return find_config_files(config, [manual_dir] if manual_dir else [])
         except FileNotFoundError as not_in_manual_dir:
             unreachable = downloads.unreachable_reason(configs.BUNDLE_URL)
             if unreachable:  # fail now rather than after minutes of urllib3 retries
@@ -151,7 +152,7 @@ class Builder(tfds.core.ShardBasedBuilder):
                     f"{not_in_manual_dir}\nDownloading {configs.BUNDLE_URL} failed: "
                     f"{type(download_error).__name__}: {download_error}"
                 ) from download_error
-            return find_split_files(split, [bundle])
+            return find_config_files(config, [bundle])
 
 
 def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Path | None:
@@ -178,8 +179,8 @@ def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: in
             position += 1
 
 
-def _pixel_histogram(part: checks.CheckedPart) -> np.ndarray:
+def _pixel_histogram(split: checks.CheckedSplit) -> np.ndarray:
     histogram = np.zeros(256, dtype=np.int64)
-    for chunk in _read_images(part.images, 0, part.count):
+    for chunk in _read_images(split.images, 0, split.count):
         histogram += np.bincount(chunk.reshape(-1), minlength=256)
     return histogram

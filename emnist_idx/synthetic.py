@@ -2,7 +2,7 @@
 
 Glyphs are drawn with Pillow's built-in TrueType font (Aileron) under random rotation, shear,
 aspect, scale and stroke width, then fitted into the 28x28 box like EMNIST (bounding box centred,
-about 20 px tall, anti-aliased, ink 255 on background 0). To be fast for full-size splits, a bank of
+about 20 px tall, anti-aliased, ink 255 on background 0). To be fast for full-size configs, a bank of
 variants per class is rendered once with Pillow; images are then built by picking bank entries and
 shifting them by up to ``MAX_SHIFT`` pixels with vectorised numpy. Everything is deterministic for a
 given seed.
@@ -27,14 +27,15 @@ from PIL import Image, ImageDraw, ImageFont
 
 from emnist_idx.configs import (
     CLASS_NAMES,
-    FILE_SPLITS,
-    FIRST_LABEL,
     SPLITS,
+    FIRST_LABEL,
+    CONFIGS,
+    check_config,
     image_file,
     label_file,
     mapping_file,
 )
-from emnist_idx.idx import write_idx
+from emnist_idx._format.idx import write_idx
 
 # (train, test) counts of NIST's published files.
 FULL_COUNTS: dict[str, tuple[int, int]] = {
@@ -49,7 +50,7 @@ FULL_COUNTS: dict[str, tuple[int, int]] = {
 SIZE = 28
 MAX_SHIFT = 2  # random integer shift, in pixels, applied to every bank entry on use
 VARIANTS_PER_CLASS = 256
-CHUNK_IMAGES = 50_000  # images generated and compressed at a time by write_split_files
+CHUNK_IMAGES = 50_000  # images generated and compressed at a time by write_config_files
 
 _BLOCK = 4096  # images sharing one augmentation random stream; chunks are whole blocks
 _PADDED = SIZE + 2 * MAX_SHIFT
@@ -251,50 +252,49 @@ def balanced_labels(num_classes: int, count: int, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 3]).permutation(labels)
 
 
-def file_seed(seed: int, split: str, file_split: str) -> int:
-    """The seed ``write_split_files`` uses for one split's train or test file."""
-    entropy = [seed, 4, SPLITS.index(split), FILE_SPLITS.index(file_split)]
+def file_seed(seed: int, config: str, split: str) -> int:
+    """The seed ``write_config_files`` uses for one config's train or test file."""
+    entropy = [seed, 4, CONFIGS.index(config), SPLITS.index(split)]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-def write_split_files(
+def write_config_files(
     directory: str | os.PathLike,
-    split: str,
+    config: str,
     train_count: int,
     test_count: int,
     seed: int,
     compresslevel: int = 6,
 ) -> None:
-    """Writes NIST's four gzip IDX files and the mapping file of ``split`` into ``directory``.
+    """Writes NIST's four gzip IDX files and the mapping file of ``config`` into ``directory``.
 
-    Images are stored transposed, as NIST does; labels use the split's numbering (letters: 1..26).
-    Images are generated and compressed in chunks, so memory stays bounded for full-size splits.
+    Images are stored transposed, as NIST does; labels use the config's numbering (letters: 1..26).
+    Images are generated and compressed in chunks, so memory stays bounded for full-size configs.
     """
-    if split not in CLASS_NAMES:
-        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(SPLITS)}")
+    check_config(config)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    names = CLASS_NAMES[split]
-    for file_split, count in zip(FILE_SPLITS, (train_count, test_count)):
+    names = CLASS_NAMES[config]
+    for split, count in zip(SPLITS, (train_count, test_count)):
         if count < 0:
-            raise ValueError(f"{split} {file_split} count must not be negative, got {count}")
-        sub_seed = file_seed(seed, split, file_split)
+            raise ValueError(f"{config} {split} count must not be negative, got {count}")
+        sub_seed = file_seed(seed, config, split)
         labels = balanced_labels(len(names), count, sub_seed)
-        write_idx(directory / label_file(split, file_split),
-                  (labels + FIRST_LABEL[split]).astype(np.uint8), compresslevel=compresslevel)
+        write_idx(directory / label_file(config, split),
+                  (labels + FIRST_LABEL[config]).astype(np.uint8), compresslevel=compresslevel)
         chunks = (chunk.transpose(0, 2, 1)
                   for chunk in iter_glyphs(names, labels, sub_seed, chunk_size=CHUNK_IMAGES))
-        _write_uint8_idx_chunks(directory / image_file(split, file_split), (count, SIZE, SIZE),
+        _write_uint8_idx_chunks(directory / image_file(config, split), (count, SIZE, SIZE),
                                 chunks, compresslevel)
-    (directory / mapping_file(split)).write_bytes(mapping_text(split).encode("ascii"))
+    (directory / mapping_file(config)).write_bytes(mapping_text(config).encode("ascii"))
 
 
-def mapping_text(split: str) -> str:
-    """The contents of NIST's mapping file for ``split``: ``label code_point [code_point...]`` lines."""
-    first = FIRST_LABEL[split]
+def mapping_text(config: str) -> str:
+    """The contents of NIST's mapping file for ``config``: ``label code_point [code_point...]`` lines."""
+    first = FIRST_LABEL[config]
     return "".join(
         " ".join([str(first + index), *(str(ord(char)) for char in name)]) + "\n"
-        for index, name in enumerate(CLASS_NAMES[split])
+        for index, name in enumerate(CLASS_NAMES[config])
     )
 
 
@@ -324,19 +324,19 @@ def write_bundle(
     make_zip: bool = True,
     compresslevel: int = 6,
 ) -> Path:
-    """Writes ``directory/gzip/`` with each split's files and, if asked, ``directory/gzip.zip``.
+    """Writes ``directory/gzip/`` with each config's files and, if asked, ``directory/gzip.zip``.
 
-    ``counts`` maps split names to (train, test) counts. The zip's members are ``gzip/<file name>``
+    ``counts`` maps config names to (train, test) counts. The zip's members are ``gzip/<file name>``
     with fixed timestamps, so the same arguments give byte-identical files.
     """
     directory = Path(directory)
     folder = directory / "gzip"
     members: list[str] = []
-    for split, (train_count, test_count) in counts.items():
-        write_split_files(folder, split, train_count, test_count, seed, compresslevel)
-        members += [name for file_split in FILE_SPLITS
-                    for name in (image_file(split, file_split), label_file(split, file_split))]
-        members.append(mapping_file(split))
+    for config, (train_count, test_count) in counts.items():
+        write_config_files(folder, config, train_count, test_count, seed, compresslevel)
+        members += [name for split in SPLITS
+                    for name in (image_file(config, split), label_file(config, split))]
+        members.append(mapping_file(config))
     if make_zip:
         _write_zip(directory / "gzip.zip", folder, members)
     return directory

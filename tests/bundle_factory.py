@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from emnist_idx import configs
-from emnist_idx.idx import write_idx
+from emnist_idx._format.idx import write_idx
 from emnist_idx.synthetic import mapping_text
 
 
@@ -30,25 +30,25 @@ def random_upright_images(count: int, seed: int) -> np.ndarray:
     return images
 
 
-def write_split(directory: Path, split: str, parts: dict[str, tuple[np.ndarray, np.ndarray]],
+def write_config(directory: Path, config: str, parts: dict[str, tuple[np.ndarray, np.ndarray]],
                 gz: bool = True) -> Path:
-    """Writes a split's four IDX files (images transposed, as NIST does) and its mapping file.
+    """Writes a config's four IDX files (images transposed, as NIST does) and its mapping file.
 
     ``parts`` maps "train"/"test" to (upright images, labels in the file's numbering).
     """
     directory.mkdir(parents=True, exist_ok=True)
     for part, (images, labels) in parts.items():
-        write_idx(_name(directory, configs.image_file(split, part), gz), images.transpose(0, 2, 1))
-        write_idx(_name(directory, configs.label_file(split, part), gz), labels.astype(np.uint8))
-    (directory / configs.mapping_file(split)).write_text(mapping_text(split))
+        write_idx(_name(directory, configs.image_file(config, part), gz), images.transpose(0, 2, 1))
+        write_idx(_name(directory, configs.label_file(config, part), gz), labels.astype(np.uint8))
+    (directory / configs.mapping_file(config)).write_text(mapping_text(config))
     return directory
 
 
-def default_parts(split: str, train: int = 40, test: int = 12, seed: int = 0
+def default_splits(config: str, train: int = 40, test: int = 12, seed: int = 0
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Random images with every class present, labels in the file's numbering."""
-    num_classes = len(configs.CLASS_NAMES[split])
-    first = configs.FIRST_LABEL[split]
+    num_classes = len(configs.CLASS_NAMES[config])
+    first = configs.FIRST_LABEL[config]
     parts = {}
     for offset, (part, count) in enumerate((("train", train), ("test", test))):
         labels = (np.arange(count) % num_classes + first).astype(np.uint8)
@@ -60,11 +60,11 @@ def _name(directory: Path, gz_name: str, gz: bool) -> Path:
     return directory / (gz_name if gz else gz_name[: -len(".gz")])
 
 
-def split_file_names(split: str) -> list[str]:
-    """NIST's five file names for a split."""
-    names = [configs.mapping_file(split)]
-    for part in configs.FILE_SPLITS:
-        names += [configs.image_file(split, part), configs.label_file(split, part)]
+def split_file_names(config: str) -> list[str]:
+    """NIST's five file names for a config."""
+    names = [configs.mapping_file(config)]
+    for part in configs.SPLITS:
+        names += [configs.image_file(config, part), configs.label_file(config, part)]
     return names
 
 
@@ -76,17 +76,17 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
     return zip_path
 
 
-def copy_split(source_folder: Path, split: str, destination: Path) -> Path:
-    """Copies one split's five files (NIST names) into ``destination``."""
+def copy_config(source_folder: Path, config: str, destination: Path) -> Path:
+    """Copies one config's five files (NIST names) into ``destination``."""
     destination.mkdir(parents=True, exist_ok=True)
-    for name in split_file_names(split):
+    for name in split_file_names(config):
         shutil.copy(source_folder / name, destination / name)
     return destination
 
 
-def _gunzip_into(source: Path, destination: Path, split: str, dotted: bool = False) -> Path:
+def _gunzip_into(source: Path, destination: Path, config: str, dotted: bool = False) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
-    for name in split_file_names(split):
+    for name in split_file_names(config):
         target = name[:-3] if name.endswith(".gz") else name
         if dotted:
             target = target.replace("-idx", ".idx")
@@ -95,17 +95,17 @@ def _gunzip_into(source: Path, destination: Path, split: str, dotted: bool = Fal
     return destination
 
 
-def every_source_shape(folder: Path, root: Path, split: str) -> dict[str, Path]:
+def every_source_shape(folder: Path, root: Path, config: str) -> dict[str, Path]:
     """Every accepted shape of the same files, each in its own manual dir."""
-    loose = copy_split(folder, split, root / "loose")
+    loose = copy_config(folder, config, root / "loose")
     zipped = root / "zipped"
     zipped.mkdir()
-    zip_folder(copy_split(folder, split, root / "zip-source"), zipped / "gzip.zip")
+    zip_folder(copy_config(folder, config, root / "zip-source"), zipped / "gzip.zip")
     return {
-        "extracted gzip/ folder": copy_split(folder, split, root / "extracted" / "gzip").parent,
+        "extracted gzip/ folder": copy_config(folder, config, root / "extracted" / "gzip").parent,
         "loose .gz files": loose,
         "NIST's gzip.zip": zipped,
         "the zip file itself": zipped / "gzip.zip",
-        "gunzipped IDX files": _gunzip_into(folder, root / "raw", split),
-        "gunzipped, dotted names": _gunzip_into(folder, root / "dotted", split, dotted=True),
+        "gunzipped IDX files": _gunzip_into(folder, root / "raw", config),
+        "gunzipped, dotted names": _gunzip_into(folder, root / "dotted", config, dotted=True),
     }

@@ -39,7 +39,7 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, manual_dir: Path
     """A TFDS data_dir with every config prepared (TFRecord) from ``manual_dir``, once a session."""
     data_dir = tmp_path_factory.mktemp("tfds-data")
     download_config = tfds.download.DownloadConfig(manual_dir=str(manual_dir))
-    for config in configs.SPLITS:
+    for config in configs.CONFIGS:
         builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir))
         builder.download_and_prepare(download_config=download_config)
     return data_dir

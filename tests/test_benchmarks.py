@@ -38,7 +38,7 @@ ROW_KEYS = [
 
 
 def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
-    pytest.importorskip("emnist_idx.pipeline")
+    pytest.importorskip("emnist_idx._pipeline.loading")
     out = tmp_path / "out.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(

@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 
 import emnist_idx
-from emnist_idx import cli, configs, grid
+from emnist_idx import configs
+from emnist_idx.commands import cli, grid
 from emnist_idx.commands import build
-from emnist_idx.idx import read_idx, write_idx
+from emnist_idx._format.idx import read_idx, write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 DUMMY = REPO / "dummy_data"
@@ -81,7 +82,7 @@ def test_inspect_labels_mapping_and_images(capsys):
 def test_inspect_zip_inspects_every_member(capsys):
     code, out, err = run_cli(capsys, "inspect", DUMMY / "gzip.zip")
     assert code == 0, err
-    assert out.count("format:") == 5 * len(configs.SPLITS)
+    assert out.count("format:") == 5 * len(configs.CONFIGS)
     assert f"{DUMMY / 'gzip.zip'}:gzip/{configs.mapping_file('letters')}" in out
 
 
@@ -110,7 +111,7 @@ def test_inspect_bad_files_exit_1_with_one_line_each(tmp_path, capsys):
 def test_verify_good_bundle(capsys):
     code, out, err = run_cli(capsys, "verify", DUMMY)
     assert code == 0, err
-    for config in configs.SPLITS:
+    for config in configs.CONFIGS:
         assert re.search(rf"^{config}: OK ", out, re.MULTILINE), out
     assert "1,128 train + 282 test images, 47 classes" in out
     assert error_lines(err) == []

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from emnist_idx import IdxFormatError
-from emnist_idx.idx import IdxReader, iter_idx, read_header, read_idx, write_idx
+from emnist_idx._format.idx import IdxReader, iter_idx, read_header, read_idx, write_idx
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 SHAPES = [(7,), (5, 3), (4, 3, 2), (3, 2, 2, 5)]

@@ -14,8 +14,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from emnist_idx import configs, pipeline_cache, pipeline_records
-from emnist_idx.pipeline import class_names, load, load_numpy
+from emnist_idx import configs
+from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.loading import class_names, load, load_numpy
 
 TRAIN, TEST = 1128, 282  # dummy balanced: 24 train and 6 test examples for each of 47 classes
 NUM_CLASSES = 47
@@ -70,8 +71,8 @@ READ_PATHS = ["cached", "streamed", "streamed-small-pieces"]
 @pytest.fixture(params=READ_PATHS)
 def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> dict:
     if request.param == "streamed-small-pieces":
-        monkeypatch.setattr(pipeline_records, "PIECE_RECORDS", 150)
-        monkeypatch.setattr(pipeline_records, "CHUNK_RECORDS", 256)
+        monkeypatch.setattr(reading, "PIECE_RECORDS", 150)
+        monkeypatch.setattr(reading, "CHUNK_RECORDS", 256)
     return {"cache": request.param == "cached"}
 
 
@@ -230,15 +231,15 @@ def test_array_record_falls_back_to_the_data_source(tmp_path: Path, manual_dir: 
 
 def test_cache_auto_follows_the_memory_budget(data_dir: str,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    assert pipeline_cache.available_memory() > 0
+    assert memory_cache.available_memory() > 0
     cached = []
-    real = pipeline_cache.cached_batches
-    monkeypatch.setattr(pipeline_cache, "cached_batches",
+    real = memory_cache.cached_batches
+    monkeypatch.setattr(memory_cache, "cached_batches",
                         lambda *args, **kwargs: cached.append(True) or real(*args, **kwargs))
-    budget = pipeline_cache.cache_bytes(TRAIN) / pipeline_cache.CACHE_FRACTION
+    budget = memory_cache.cache_bytes(TRAIN) / memory_cache.CACHE_FRACTION
     for memory, cache, expected in [(budget, "auto", 1), (budget - 1, "auto", 1),
                                     (budget - 1, True, 2), (budget, False, 2)]:
-        monkeypatch.setattr(pipeline_cache, "available_memory", lambda memory=memory: memory)
+        monkeypatch.setattr(memory_cache, "available_memory", lambda memory=memory: memory)
         load("balanced", cache=cache, data_dir=data_dir)
         assert len(cached) == expected, (memory, cache)
 
@@ -263,9 +264,9 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
         class info:  # noqa: N801 - stands in for builder.info
             file_format = tfds.core.FileFormat.TFRECORD
 
-    source = pipeline_records.SplitSource(builder=_TFRecordBuilder(), split="big",
+    source = reading.SplitSource(builder=_TFRecordBuilder(), split="big",
                                           num_examples=count, instructions=(_Instruction(),))
-    dataset = pipeline_cache.cached_batches(source, 4096, shuffle=True, seed=0,
+    dataset = memory_cache.cached_batches(source, 4096, shuffle=True, seed=0,
                                             drop_remainder=False)
     for epoch in range(2):
         batches = 0
@@ -339,7 +340,7 @@ def test_input_context_gives_equal_disjoint_shares(data_dir: str) -> None:
 
 
 def test_tf_data_service_round_trip(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(pipeline_records, "PIECE_RECORDS", 150)  # 8 pieces for 2 workers to share
+    monkeypatch.setattr(reading, "PIECE_RECORDS", 150)  # 8 pieces for 2 workers to share
     service = tf.data.experimental.service
     dispatcher = service.DispatchServer()
     address = dispatcher.target.split("://")[1]

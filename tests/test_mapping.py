@@ -1,4 +1,4 @@
-"""Mapping files in each split's format, and every way they can be malformed."""
+"""Mapping files in each config's format, and every way they can be malformed."""
 
 from __future__ import annotations
 
@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 
 from emnist_idx import IdxFormatError, configs
-from emnist_idx.mapping import read_label_mapping, read_mapping
+from emnist_idx._format.mapping import read_label_mapping, read_mapping
 
 from emnist_idx.synthetic import mapping_text
 
 
-@pytest.mark.parametrize("split", configs.SPLITS)
-def test_each_split_format(tmp_path: Path, split: str) -> None:
-    path = tmp_path / configs.mapping_file(split)
-    path.write_text(mapping_text(split))
+@pytest.mark.parametrize("config", configs.CONFIGS)
+def test_each_split_format(tmp_path: Path, config: str) -> None:
+    path = tmp_path / configs.mapping_file(config)
+    path.write_text(mapping_text(config))
     mapping = read_label_mapping(path)
-    assert mapping.names == configs.CLASS_NAMES[split]
-    assert mapping.first_label == configs.FIRST_LABEL[split]
-    assert read_mapping(path) == list(configs.CLASS_NAMES[split])
+    assert mapping.names == configs.CLASS_NAMES[config]
+    assert mapping.first_label == configs.FIRST_LABEL[config]
+    assert read_mapping(path) == list(configs.CLASS_NAMES[config])
 
 
 def test_known_lines() -> None:

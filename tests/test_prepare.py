@@ -17,11 +17,12 @@ import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
 import emnist_idx
-from emnist_idx import IdxFormatError, configs, downloads
-from emnist_idx.idx import read_idx, write_idx
+from emnist_idx import IdxFormatError, configs
+from emnist_idx._prepare import downloads
+from emnist_idx._format.idx import read_idx, write_idx
 
-from bundle_factory import (copy_split, default_parts, every_source_shape, upright_l_glyph,
-                            write_split)
+from bundle_factory import (copy_config, default_splits, every_source_shape, upright_l_glyph,
+                            write_config)
 
 DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
 
@@ -67,9 +68,9 @@ def test_images_are_upright_and_equal_to_the_file_pixel_for_pixel(
 
 
 def test_asymmetric_glyph_comes_out_upright(tmp_path: Path) -> None:
-    parts = default_parts("mnist", train=20, test=10)
+    parts = default_splits("mnist", train=20, test=10)
     parts["train"][0][3] = upright_l_glyph()
-    builder = _prepare("mnist", write_split(tmp_path / "nist", "mnist", parts), tmp_path / "data")
+    builder = _prepare("mnist", write_config(tmp_path / "nist", "mnist", parts), tmp_path / "data")
     image = _arrays(builder, "train")[0][3, :, :, 0]
     np.testing.assert_array_equal(image, upright_l_glyph())
     ink = image.astype(int)
@@ -88,7 +89,7 @@ def test_letters_labels_become_0_to_25_named_by_the_mapping(tmp_path: Path) -> N
     assert label.int2str(0) == "Aa" and label.int2str(25) == "Zz"
 
 
-@pytest.mark.parametrize("config", configs.SPLITS)
+@pytest.mark.parametrize("config", configs.CONFIGS)
 def test_each_config_has_its_own_named_classes(config: str) -> None:
     info = tfds.builder(f"emnist_idx/{config}").info
     assert info.features["label"].names == list(configs.CLASS_NAMES[config])
@@ -195,7 +196,7 @@ def test_array_record_with_random_access(digits: tfds.core.DatasetBuilder, tmp_p
 # --- validation: every failure through download_and_prepare, nothing left marked complete ---
 
 def _digits_files(directory: Path) -> Path:
-    return copy_split(DUMMY_GZIP, "digits", directory)
+    return copy_config(DUMMY_GZIP, "digits", directory)
 
 
 def _train_images(directory: Path) -> Path:

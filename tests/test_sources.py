@@ -1,4 +1,4 @@
-"""Finding a split's files in every shape users hold them."""
+"""Finding a config's files in every shape users hold them."""
 
 from __future__ import annotations
 
@@ -8,24 +8,24 @@ import numpy as np
 import pytest
 
 from emnist_idx import configs
-from emnist_idx.idx import read_idx
-from emnist_idx.sources import candidate_names, find_split_files
+from emnist_idx._format.idx import read_idx
+from emnist_idx._format.sources import candidate_names, find_config_files
 
-from bundle_factory import default_parts, every_source_shape, write_split, zip_folder
+from bundle_factory import default_splits, every_source_shape, write_config, zip_folder
 
-SPLIT = "digits"
+CONFIG = "digits"
 
 
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
-    return write_split(tmp_path / "nist" / "gzip", SPLIT, default_parts(SPLIT))
+    return write_config(tmp_path / "nist" / "gzip", CONFIG, default_splits(CONFIG))
 
 
 def test_every_shape_yields_the_same_arrays(folder: Path, tmp_path: Path) -> None:
-    expected = read_idx(folder / configs.image_file(SPLIT, "train"))
-    for shape, root in every_source_shape(folder, tmp_path, SPLIT).items():
-        files = find_split_files(SPLIT, [root])
-        assert files.split == SPLIT
+    expected = read_idx(folder / configs.image_file(CONFIG, "train"))
+    for shape, root in every_source_shape(folder, tmp_path, CONFIG).items():
+        files = find_config_files(CONFIG, [root])
+        assert files.config == CONFIG
         with files.images["train"].open() as stream:
             np.testing.assert_array_equal(read_idx(stream), expected, err_msg=shape)
         assert len(files.all()) == 5
@@ -33,7 +33,7 @@ def test_every_shape_yields_the_same_arrays(folder: Path, tmp_path: Path) -> Non
 
 def test_zip_members_are_named_for_messages(folder: Path, tmp_path: Path) -> None:
     zip_folder(folder, tmp_path / "gzip.zip")
-    files = find_split_files(SPLIT, [tmp_path / "gzip.zip"])
+    files = find_config_files(CONFIG, [tmp_path / "gzip.zip"])
     assert files.labels["test"].name == (
         f"{tmp_path / 'gzip.zip'}:gzip/emnist-digits-test-labels-idx1-ubyte.gz"
     )
@@ -41,15 +41,15 @@ def test_zip_members_are_named_for_messages(folder: Path, tmp_path: Path) -> Non
 
 def test_loose_files_win_over_the_zip(folder: Path) -> None:
     zip_folder(folder, folder.parent / "gzip.zip")
-    files = find_split_files(SPLIT, [folder.parent])
+    files = find_config_files(CONFIG, [folder.parent])
     assert files.mapping.member is None
-    assert files.mapping.path == folder / configs.mapping_file(SPLIT)
+    assert files.mapping.path == folder / configs.mapping_file(CONFIG)
 
 
 def test_missing_files_error_lists_files_places_and_help(folder: Path) -> None:
-    (folder / configs.label_file(SPLIT, "test")).unlink()
+    (folder / configs.label_file(CONFIG, "test")).unlink()
     with pytest.raises(FileNotFoundError) as raised:
-        find_split_files(SPLIT, [folder.parent])
+        find_config_files(CONFIG, [folder.parent])
     message = str(raised.value)
     assert "emnist-digits-test-labels-idx1-ubyte.gz" in message
     assert "emnist-digits-train-images" not in message
@@ -59,8 +59,8 @@ def test_missing_files_error_lists_files_places_and_help(folder: Path) -> None:
 
 
 def test_unknown_split_is_rejected(folder: Path) -> None:
-    with pytest.raises(ValueError, match="unknown EMNIST split 'kanji'"):
-        find_split_files("kanji", [folder])
+    with pytest.raises(ValueError, match="config='kanji' is not an EMNIST config"):
+        find_config_files("kanji", [folder])
 
 
 def test_candidate_names() -> None:

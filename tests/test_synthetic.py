@@ -12,15 +12,15 @@ import pytest
 from emnist_idx import synthetic
 from emnist_idx.configs import (
     CLASS_NAMES,
-    FILE_SPLITS,
-    FIRST_LABEL,
     SPLITS,
+    FIRST_LABEL,
+    CONFIGS,
     image_file,
     label_file,
     mapping_file,
 )
-from emnist_idx.idx import read_header, read_idx
-from emnist_idx.mapping import read_mapping
+from emnist_idx._format.idx import read_header, read_idx
+from emnist_idx._format.mapping import read_mapping
 from emnist_idx.synthetic import (
     FULL_COUNTS,
     file_seed,
@@ -28,7 +28,7 @@ from emnist_idx.synthetic import (
     mapping_text,
     render_glyphs,
     write_bundle,
-    write_split_files,
+    write_config_files,
 )
 
 DUMMY_DIR = Path(__file__).resolve().parent.parent / "dummy_data"
@@ -135,15 +135,15 @@ def test_examples_of_a_class_vary():
     assert len({image.tobytes() for image in images}) == 50
 
 
-@pytest.mark.parametrize("split", SPLITS)
-def test_write_split_files(tmp_path, split):
-    names = CLASS_NAMES[split]
+@pytest.mark.parametrize("config", CONFIGS)
+def test_write_config_files(tmp_path, config):
+    names = CLASS_NAMES[config]
     train_count, test_count = 2 * len(names) + 1, len(names)
-    write_split_files(tmp_path, split, train_count, test_count, seed=7)
-    first = FIRST_LABEL[split]
-    for file_split, count in zip(FILE_SPLITS, (train_count, test_count)):
-        stored = read_idx(tmp_path / image_file(split, file_split))
-        labels = read_idx(tmp_path / label_file(split, file_split))
+    write_config_files(tmp_path, config, train_count, test_count, seed=7)
+    first = FIRST_LABEL[config]
+    for split, count in zip(SPLITS, (train_count, test_count)):
+        stored = read_idx(tmp_path / image_file(config, split))
+        labels = read_idx(tmp_path / label_file(config, split))
         assert stored.shape == (count, 28, 28) and stored.dtype == np.uint8
         assert labels.shape == (count,) and labels.dtype == np.uint8
         assert labels.min() == first and labels.max() == first + len(names) - 1
@@ -151,15 +151,15 @@ def test_write_split_files(tmp_path, split):
         assert per_class.max() - per_class.min() <= 1  # balanced
         # Stored transposed, as NIST does: transposing gives back the upright glyphs.
         upright = render_glyphs(names, labels.astype(np.int64) - first,
-                                file_seed(7, split, file_split))
+                                file_seed(7, config, split))
         assert np.array_equal(stored.transpose(0, 2, 1), upright)
         assert not np.array_equal(stored, upright)
-    assert read_mapping(tmp_path / mapping_file(split)) == list(names)
+    assert read_mapping(tmp_path / mapping_file(config)) == list(names)
 
 
 def test_stored_images_need_transposing(tmp_path):
     # A 7 read naively from NIST's layout is not upright; transposed, it is.
-    write_split_files(tmp_path, "digits", 40, 20, seed=0)
+    write_config_files(tmp_path, "digits", 40, 20, seed=0)
     stored = read_idx(tmp_path / image_file("digits", "train"))
     labels = read_idx(tmp_path / label_file("digits", "train"))
     sevens = stored[labels == 7]
@@ -168,7 +168,7 @@ def test_stored_images_need_transposing(tmp_path):
 
 
 def test_train_and_test_differ(tmp_path):
-    write_split_files(tmp_path, "mnist", 20, 20, seed=0)
+    write_config_files(tmp_path, "mnist", 20, 20, seed=0)
     train = read_idx(tmp_path / image_file("mnist", "train"))
     test = read_idx(tmp_path / image_file("mnist", "test"))
     assert not {image.tobytes() for image in train} & {image.tobytes() for image in test}
@@ -176,7 +176,7 @@ def test_train_and_test_differ(tmp_path):
 
 def test_streamed_in_several_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "CHUNK_IMAGES", 4096)
-    write_split_files(tmp_path, "digits", 9000, 0, seed=4, compresslevel=1)
+    write_config_files(tmp_path, "digits", 9000, 0, seed=4, compresslevel=1)
     path = tmp_path / image_file("digits", "train")
     assert read_header(path).shape == (9000, 28, 28)
     labels = read_idx(tmp_path / label_file("digits", "train")).astype(np.int64)
@@ -233,17 +233,17 @@ def _load_dummy_script():
 def test_dummy_data_is_complete_and_up_to_date(tmp_path):
     """The committed dummy data is what make_dummy_data.py writes with today's generator."""
     script = _load_dummy_script()
-    assert set(script.COUNTS) == set(SPLITS)
+    assert set(script.COUNTS) == set(CONFIGS)
     write_bundle(tmp_path, script.COUNTS, seed=script.SEED, make_zip=False, compresslevel=1)
     with zipfile.ZipFile(DUMMY_DIR / "gzip.zip") as archive:
         members = set(archive.namelist())
-    for split, (train_count, test_count) in script.COUNTS.items():
-        assert train_count >= 2 * len(CLASS_NAMES[split]) and test_count >= 2 * len(CLASS_NAMES[split])
-        names = [image_file(split, fs) for fs in FILE_SPLITS] + [
-            label_file(split, fs) for fs in FILE_SPLITS]
+    for config, (train_count, test_count) in script.COUNTS.items():
+        assert train_count >= 2 * len(CLASS_NAMES[config]) and test_count >= 2 * len(CLASS_NAMES[config])
+        names = [image_file(config, fs) for fs in SPLITS] + [
+            label_file(config, fs) for fs in SPLITS]
         for name in names:
             assert f"gzip/{name}" in members
             assert np.array_equal(read_idx(DUMMY_DIR / "gzip" / name), read_idx(tmp_path / "gzip" / name)), (
                 f"{name} is stale: run python dummy_data/make_dummy_data.py")
-        assert f"gzip/{mapping_file(split)}" in members
-        assert read_mapping(DUMMY_DIR / "gzip" / mapping_file(split)) == list(CLASS_NAMES[split])
+        assert f"gzip/{mapping_file(config)}" in members
+        assert read_mapping(DUMMY_DIR / "gzip" / mapping_file(config)) == list(CLASS_NAMES[config])

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from emnist_idx.tfrecord_frames import crc32c_rows, frame_records
+from emnist_idx._prepare.tfrecord_frames import crc32c_rows, frame_records
 
 
 def test_crc32c_check_value() -> None:

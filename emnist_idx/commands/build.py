@@ -12,7 +12,7 @@ NAME = "build"
 _TFDS = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build"]
 _DESCRIPTION = f"""\
 Runs `tfds build emnist_idx --imports emnist_idx [ARGS...]`, passing every argument on.
-Leading config names ({', '.join(configs.SPLITS)})
+Leading config names ({', '.join(configs.CONFIGS)})
 become datasets emnist_idx/CONFIG; with none and no --config, TFDS builds all six. Example:
 
   emnist-idx build balanced letters --manual_dir ~/Downloads/emnist --data_dir ~/tensorflow_datasets
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace, extra: list[str]) -> int:
 def tfds_command(extra: list[str]) -> list[str]:
     """The tfds command line for ``emnist-idx build`` followed by ``extra``."""
     datasets = []
-    while extra and extra[0] in configs.SPLITS:
+    while extra and extra[0] in configs.CONFIGS:
         datasets.append(f"emnist_idx/{extra[0]}")
         extra = extra[1:]
     return [*_TFDS, *(datasets or ["emnist_idx"]), "--imports", "emnist_idx", *extra]

@@ -10,9 +10,9 @@ import numpy as np
 
 from emnist_idx.commands._common import PROGRESS_BYTES, error, progress
 from emnist_idx.errors import IdxFormatError
-from emnist_idx.idx import IdxReader
-from emnist_idx.mapping import read_label_mapping
-from emnist_idx.sources import SourceFile
+from emnist_idx._format.idx import IdxReader
+from emnist_idx._format.mapping import read_label_mapping
+from emnist_idx._format.sources import SourceFile
 
 NAME = "inspect"
 _CHUNK_BYTES = 1 << 22

@@ -6,7 +6,8 @@ import argparse
 
 import numpy as np
 
-from emnist_idx import configs, grid
+from emnist_idx import configs
+from emnist_idx.commands import grid
 from emnist_idx.commands._common import CommandError, add_data_dir_args, prepare
 
 NAME = "show"
@@ -20,9 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "(preparing it first if needed) as a PNG grid: each 28x28 image, upright, scaled "
                     f"{grid.SCALE}x, with its class name beneath. Prints the path written.",
     )
-    parser.add_argument("config", choices=configs.SPLITS, metavar="CONFIG",
-                        help=f"one of {', '.join(configs.SPLITS)}")
-    parser.add_argument("--split", default="test", choices=configs.FILE_SPLITS,
+    parser.add_argument("config", choices=configs.CONFIGS, metavar="CONFIG",
+                        help=f"one of {', '.join(configs.CONFIGS)}")
+    parser.add_argument("--split", default="test", choices=configs.SPLITS,
                         help="train or test (default: test)")
     parser.add_argument("-n", "--count", type=int, default=64, metavar="N",
                         help="number of examples (default: 64)")

@@ -9,13 +9,14 @@ from pathlib import Path
 
 from tensorflow_datasets.core.download.checksums import UrlInfo
 
-from emnist_idx import checks, configs
+from emnist_idx import configs
+from emnist_idx._prepare import checks
 from emnist_idx.emnist_idx_dataset_builder import Builder
 from emnist_idx.commands._common import PROGRESS_BYTES, error, one_line, progress, warn
 from emnist_idx.commands.inspect import FILE_ERRORS
 from emnist_idx.errors import IdxFormatError
-from emnist_idx.idx import IdxReader, read_header
-from emnist_idx.sources import BUNDLE_NAME, SourceFile, SplitFiles, find_split_files
+from emnist_idx._format.idx import IdxReader, read_header
+from emnist_idx._format.sources import BUNDLE_NAME, SourceFile, ConfigFiles, find_config_files
 
 NAME = "verify"
 _CHUNK_RECORDS = 8192
@@ -36,9 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("bundle", metavar="DIR_OR_ZIP",
                         help="a directory with NIST's files (or their gzip/ folder, or gzip.zip), "
                              "or the zip itself")
-    parser.add_argument("--config", action="append", choices=configs.SPLITS, metavar="CONFIG",
+    parser.add_argument("--config", action="append", choices=configs.CONFIGS, metavar="CONFIG",
                         help=f"a config to check (repeatable; default: all six: "
-                             f"{', '.join(configs.SPLITS)})")
+                             f"{', '.join(configs.CONFIGS)})")
     parser.add_argument("--strict", action="store_true",
                         help=f"fail when {BUNDLE_NAME}'s sha256 differs from NIST's")
 
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         error(f"{root}: not a zip file (a truncated or damaged download?)")
         return 1
     problems: list[str] = []
-    chosen = list(dict.fromkeys(args.config or configs.SPLITS))
+    chosen = list(dict.fromkeys(args.config or configs.CONFIGS))
     print(f"Verifying {root} ({', '.join(chosen)})")
     for config in chosen:
         problems += _verify_config(config, root)
@@ -73,14 +74,14 @@ def run(args: argparse.Namespace) -> int:
 def _verify_config(config: str, root: Path) -> list[str]:
     """Checks one config's five files; returns one line per problem."""
     try:
-        files = find_split_files(config, [root])
+        files = find_config_files(config, [root])
     except FileNotFoundError as exc:
         print(f"{config}: MISSING")
         return [f"{root}: {one_line(exc)}"]
     problems = _catch(checks.check_mapping, files.mapping, config)
     counts = {}
-    for part in configs.FILE_SPLITS:
-        part_problems, counts[part] = _verify_part(files, part)
+    for split in configs.SPLITS:
+        part_problems, counts[split] = _verify_split(files, split)
         problems += part_problems
     source = files.mapping.name.rsplit("/", 1)[0]
     if problems:
@@ -91,9 +92,9 @@ def _verify_config(config: str, root: Path) -> list[str]:
     return problems
 
 
-def _verify_part(files: SplitFiles, part: str) -> tuple[list[str], int]:
-    """Checks a part's images and labels; returns the problems and the number of images."""
-    images, labels = files.images[part], files.labels[part]
+def _verify_split(files: ConfigFiles, split: str) -> tuple[list[str], int]:
+    """Checks a split's images and labels; returns the problems and the number of images."""
+    images, labels = files.images[split], files.labels[split]
     header = None
     problems = []
     try:
@@ -102,7 +103,7 @@ def _verify_part(files: SplitFiles, part: str) -> tuple[list[str], int]:
         problems.append(_message(images, exc))
     try:
         count = header.count if header else _header_count(labels)
-        checks.read_labels(labels, files.split, count, images.name)
+        checks.read_labels(labels, files.config, count, images.name)
     except FILE_ERRORS as exc:
         problems.append(_message(labels, exc))
     if header is not None:

@@ -12,7 +12,7 @@ import sys
 import zipfile
 from collections.abc import Sequence
 
-from emnist_idx import demo
+from emnist_idx.commands import demo
 from emnist_idx.commands import build, inspect, show, verify
 from emnist_idx.commands._common import PROG, CommandError, error
 from emnist_idx.errors import IdxFormatError

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emnist_idx import configs, grid
+from emnist_idx import configs
+from emnist_idx.commands import grid
 from emnist_idx.commands._common import CommandError, add_data_dir_args, prepare
 
 NAME = "demo"
@@ -54,8 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                   f"./{DUMMY_DIR} when the current directory has one",
                       data_help="where to prepare the dataset (default: a temporary directory, "
                                 "removed at the end)")
-    parser.add_argument("--config", default=configs.DEFAULT_SPLIT, choices=configs.SPLITS,
-                        help=f"EMNIST config (default: {configs.DEFAULT_SPLIT})")
+    parser.add_argument("--config", default=configs.DEFAULT_CONFIG, choices=configs.CONFIGS,
+                        help=f"EMNIST config (default: {configs.DEFAULT_CONFIG})")
     parser.add_argument("--epochs", type=int,
                         help=f"training epochs (default: {EPOCHS['small']} for a train split under "
                              f"{SMALL_TRAIN_SPLIT:,} images such as dummy_data's, else "
@@ -86,7 +87,7 @@ def default_manual_dir() -> Path:
 
 
 def run_demo(
-    config: str = configs.DEFAULT_SPLIT,
+    config: str = configs.DEFAULT_CONFIG,
     *,
     manual_dir: str | os.PathLike | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -162,7 +163,7 @@ def build_model(num_classes: int, learning_rate: float = LEARNING_RATE):
 def _train_and_evaluate(config, manual_dir, data_dir, epochs, seed, verbose):
     import keras
 
-    from emnist_idx import pipeline
+    from emnist_idx._pipeline import loading
 
     keras.utils.set_random_seed(seed)
     common = dict(data_dir=data_dir, manual_dir=manual_dir, normalize="scale")
@@ -170,16 +171,16 @@ def _train_and_evaluate(config, manual_dir, data_dir, epochs, seed, verbose):
     size = "small" if train_count < SMALL_TRAIN_SPLIT else "large"
     epochs = epochs or EPOCHS[size]
     print(f"Training on {train_count:,} images for {epochs} epochs, {BATCH_SIZE[size]} a batch")
-    train = pipeline.load(config, "train", batch_size=BATCH_SIZE[size], shuffle=True, seed=seed,
+    train = loading.load(config, "train", batch_size=BATCH_SIZE[size], shuffle=True, seed=seed,
                           **common)
-    test = pipeline.load(config, "test", batch_size=BATCH_SIZE[size], shuffle=False, **common)
+    test = loading.load(config, "test", batch_size=BATCH_SIZE[size], shuffle=False, **common)
     model = build_model(len(configs.CLASS_NAMES[config]))
     # The test split only reports progress here: nothing is tuned or stopped on it.
     # load() shuffles the train batches itself; Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=epochs, validation_data=test, shuffle=False, verbose=verbose)
     accuracy = float(model.evaluate(test, verbose=0, return_dict=True)["accuracy"])
     count = int(sum(len(labels) for _, labels in test.as_numpy_iterator()))
-    samples = pipeline.load(config, "test", batch_size=SAMPLES, shuffle=False, **common)
+    samples = loading.load(config, "test", batch_size=SAMPLES, shuffle=False, **common)
     images, true = next(samples.as_numpy_iterator())
     predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
     pixels = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)

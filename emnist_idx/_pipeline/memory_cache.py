@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from emnist_idx import pipeline_records
-from emnist_idx.pipeline_records import IMAGE_SHAPE, SplitSource
+from emnist_idx._pipeline import reading
+from emnist_idx._pipeline.reading import IMAGE_SHAPE, SplitSource
 
 # cache="auto" caches a split when its uint8 images and int64 labels take at most this share of the
 # memory available when load() is called. Filling the cache briefly needs about twice that (the
@@ -28,7 +28,7 @@ CACHE_FRACTION = 0.25
 _BYTES_PER_EXAMPLE = math.prod(IMAGE_SHAPE) + 8
 
 Batch = tuple[tf.Tensor, tf.Tensor]
-_plain = pipeline_records.without_autograph
+_plain = reading.without_autograph
 
 
 def cache_bytes(num_examples: int) -> int:
@@ -101,7 +101,7 @@ def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.d
 def _whole_split(source: SplitSource) -> tf.data.Dataset:
     """A cached one-element dataset: all of the split's images and labels, in file order."""
     total = source.num_examples
-    chunks = pipeline_records.read_chunks(source)
+    chunks = reading.read_chunks(source)
 
     def read_all(_: tf.Tensor) -> Batch:
         images, labels = chunks.rebatch(total).get_single_element()

@@ -1,4 +1,4 @@
-"""Checking a split's files against each other and against the config before anything is written."""
+"""Checking a config's files against each other and against the config before anything is written."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import numpy as np
 
 from emnist_idx import configs
 from emnist_idx.errors import IdxFormatError
-from emnist_idx.idx import IdxHeader, IdxReader
-from emnist_idx.mapping import read_label_mapping
-from emnist_idx.sources import SourceFile, SplitFiles
+from emnist_idx._format.idx import IdxHeader, IdxReader
+from emnist_idx._format.mapping import read_label_mapping
+from emnist_idx._format.sources import SourceFile, ConfigFiles
 
 IMAGE_SIZE = (28, 28)
 
 
 @dataclasses.dataclass(frozen=True)
-class CheckedPart:
-    """One of a split's parts (train or test): its images file and its labels, already 0-based."""
+class CheckedSplit:
+    """One of a config's splits (train or test): its images file and its labels, already 0-based."""
 
     images: SourceFile
     labels: np.ndarray  # int64 class ids 0..num_classes-1
@@ -28,21 +28,21 @@ class CheckedPart:
         return len(self.labels)
 
 
-def check_mapping(source: SourceFile, split: str) -> None:
+def check_mapping(source: SourceFile, config: str) -> None:
     """The mapping file must name exactly the classes the config declares."""
     with source.open() as stream:
         mapping = read_label_mapping(stream, source.name)
-    expected = configs.CLASS_NAMES[split]
+    expected = configs.CLASS_NAMES[config]
     if mapping.names != expected:
         raise IdxFormatError(
             source.name,
             f"mapping names {len(mapping.names)} classes {''.join(mapping.names)!r}, expected the "
-            f"{len(expected)} classes of EMNIST {split} {''.join(expected)!r}",
+            f"{len(expected)} classes of EMNIST {config} {''.join(expected)!r}",
         )
-    if mapping.first_label != configs.FIRST_LABEL[split]:
+    if mapping.first_label != configs.FIRST_LABEL[config]:
         raise IdxFormatError(
             source.name,
-            f"labels start at {mapping.first_label}, expected {configs.FIRST_LABEL[split]} for {split}",
+            f"labels start at {mapping.first_label}, expected {configs.FIRST_LABEL[config]} for {config}",
         )
 
 
@@ -59,7 +59,7 @@ def check_image_header(source: SourceFile) -> IdxHeader:
     return header
 
 
-def read_labels(source: SourceFile, split: str, image_count: int, images_name: str) -> np.ndarray:
+def read_labels(source: SourceFile, config: str, image_count: int, images_name: str) -> np.ndarray:
     """Reads a labels file in full and returns 0-based class ids, checked against the images."""
     with source.open() as stream, IdxReader(stream, source.name) as reader:
         header = reader.header
@@ -77,29 +77,29 @@ def read_labels(source: SourceFile, split: str, image_count: int, images_name: s
             )
         raw = reader.read()
         reader.finish()
-    first = configs.FIRST_LABEL[split]
-    num_classes = len(configs.CLASS_NAMES[split])
+    first = configs.FIRST_LABEL[config]
+    num_classes = len(configs.CLASS_NAMES[config])
     if raw.size:
         low, high = int(raw.min()), int(raw.max())
         if low < first or high >= first + num_classes:
             bad = int(np.flatnonzero((raw < first) | (raw >= first + num_classes))[0])
             raise IdxFormatError(
                 source.name,
-                f"label {int(raw[bad])} at index {bad} is not a class of EMNIST {split}: "
+                f"label {int(raw[bad])} at index {bad} is not a class of EMNIST {config}: "
                 f"expected {first} to {first + num_classes - 1}",
             )
     return raw.astype(np.int64) - first
 
 
-def check_split(files: SplitFiles) -> dict[str, CheckedPart]:
-    """Validates every file of a split; returns each part's images source and 0-based labels."""
-    check_mapping(files.mapping, files.split)
-    parts = {}
-    for part in configs.FILE_SPLITS:
-        header = check_image_header(files.images[part])
-        labels = read_labels(files.labels[part], files.split, header.count, files.images[part].name)
-        parts[part] = CheckedPart(images=files.images[part], labels=labels)
-    return parts
+def check_config_files(files: ConfigFiles) -> dict[str, CheckedSplit]:
+    """Validates every file of a config; returns each split's images source and 0-based labels."""
+    check_mapping(files.mapping, files.config)
+    splits = {}
+    for split in configs.SPLITS:
+        header = check_image_header(files.images[split])
+        labels = read_labels(files.labels[split], files.config, header.count, files.images[split].name)
+        splits[split] = CheckedSplit(images=files.images[split], labels=labels)
+    return splits
 
 
 def iter_upright(source: SourceFile, start: int, stop: int, records_per_chunk: int

@@ -1,4 +1,4 @@
-"""Finding a split's EMNIST files in whatever shape users hold them.
+"""Finding a config's EMNIST files in whatever shape users hold them.
 
 Accepted shapes, looked up in this order for each file:
   1. loose files in the directory or its ``gzip/`` subfolder: NIST's ``.gz`` names, or the
@@ -47,10 +47,10 @@ class SourceFile:
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitFiles:
-    """The five files of one EMNIST split."""
+class ConfigFiles:
+    """The five files of one EMNIST config."""
 
-    split: str
+    config: str
     images: dict[str, SourceFile]  # keyed by "train" / "test"
     labels: dict[str, SourceFile]
     mapping: SourceFile
@@ -58,8 +58,8 @@ class SplitFiles:
     def all(self) -> list[SourceFile]:
         """Every file, in NIST's order."""
         files = [self.mapping]
-        for file_split in configs.FILE_SPLITS:
-            files += [self.images[file_split], self.labels[file_split]]
+        for split in configs.SPLITS:
+            files += [self.images[split], self.labels[split]]
         return files
 
 
@@ -72,28 +72,27 @@ def candidate_names(gz_name: str) -> list[str]:
     return [gz_name, raw, dotted, dotted + ".gz"]
 
 
-def find_split_files(split: str, roots: Sequence[str | os.PathLike]) -> SplitFiles:
-    """Locates a split's files under ``roots`` (directories or zip files).
+def find_config_files(config: str, roots: Sequence[str | os.PathLike]) -> ConfigFiles:
+    """Locates a config's files under ``roots`` (directories or zip files).
 
     Raises:
       FileNotFoundError: naming each missing file and every place searched.
     """
-    if split not in configs.SPLITS:
-        raise ValueError(f"unknown EMNIST split {split!r}: expected one of {', '.join(configs.SPLITS)}")
+    configs.check_config(config)
     locator = _Locator([Path(root).expanduser() for root in roots])
-    wanted = {configs.mapping_file(split): None}
-    for file_split in configs.FILE_SPLITS:
-        wanted[configs.image_file(split, file_split)] = None
-        wanted[configs.label_file(split, file_split)] = None
+    wanted = {configs.mapping_file(config): None}
+    for split in configs.SPLITS:
+        wanted[configs.image_file(config, split)] = None
+        wanted[configs.label_file(config, split)] = None
     found = {name: locator.find(name) for name in wanted}
     missing = [name for name, source in found.items() if source is None]
     if missing:
-        raise FileNotFoundError(_missing_message(split, missing, locator.searched()))
-    return SplitFiles(
-        split=split,
-        images={s: found[configs.image_file(split, s)] for s in configs.FILE_SPLITS},  # type: ignore[misc]
-        labels={s: found[configs.label_file(split, s)] for s in configs.FILE_SPLITS},  # type: ignore[misc]
-        mapping=found[configs.mapping_file(split)],  # type: ignore[arg-type]
+        raise FileNotFoundError(_missing_message(config, missing, locator.searched()))
+    return ConfigFiles(
+        config=config,
+        images={s: found[configs.image_file(config, s)] for s in configs.SPLITS},  # type: ignore[misc]
+        labels={s: found[configs.label_file(config, s)] for s in configs.SPLITS},  # type: ignore[misc]
+        mapping=found[configs.mapping_file(config)],  # type: ignore[arg-type]
     )
 
 
@@ -146,10 +145,10 @@ def _bundles_in(directory: Path) -> list[Path]:
     return sorted(zips, key=lambda p: p.name != BUNDLE_NAME)
 
 
-def _missing_message(split: str, missing: list[str], searched: list[str]) -> str:
+def _missing_message(config: str, missing: list[str], searched: list[str]) -> str:
     places = "\n  ".join(searched) or "(no directory given)"
     return (
-        f"EMNIST {split!r} files not found: {', '.join(missing)} (also accepted gunzipped, "
+        f"EMNIST {config!r} files not found: {', '.join(missing)} (also accepted gunzipped, "
         f"without .gz).\nSearched:\n  {places}\n"
         f"Download NIST's bundle {BUNDLE_NAME} from {configs.BUNDLE_URL} and put it (or its "
         f"extracted gzip/ folder) in a directory passed as the manual dir: "

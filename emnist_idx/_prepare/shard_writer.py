@@ -12,8 +12,8 @@ from etils import epath
 from tensorflow_datasets.core import file_adapters, naming, splits
 from tensorflow_datasets.core.utils import shard_utils
 
-from emnist_idx.records import RecordEncoder
-from emnist_idx.tfrecord_frames import frame_records
+from emnist_idx._prepare.records import RecordEncoder
+from emnist_idx._prepare.tfrecord_frames import frame_records
 
 T = TypeVar("T")
 # Small chunks stay in cache and keep the peak memory low: measured on byclass, 2048 images per

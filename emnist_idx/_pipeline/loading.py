@@ -11,15 +11,16 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from emnist_idx import configs, normalization, pipeline_cache, pipeline_records
-from emnist_idx.pipeline_records import IMAGE_SHAPE, SplitSource
+from emnist_idx import configs
+from emnist_idx._pipeline import memory_cache, normalization, reading
+from emnist_idx._pipeline.reading import IMAGE_SHAPE, SplitSource
 
 _DATASET_NAME = "emnist_idx"
-_plain = pipeline_records.without_autograph
+_plain = reading.without_autograph
 
 
 def load(
-    config: str = configs.DEFAULT_SPLIT,
+    config: str = configs.DEFAULT_CONFIG,
     split: str = "train",
     *,
     batch_size: int = 128,
@@ -132,12 +133,12 @@ def load(
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)
     builder = _prepared_builder(config, data_dir, manual_dir, download)
-    source = pipeline_records.split_source(builder, split, input_context)
+    source = reading.split_source(builder, split, input_context)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if shuffle is None:
         shuffle = _draws_on_train(split)
-    steps = pipeline_cache.num_batches(source.num_examples, batch_size, drop_remainder)
+    steps = memory_cache.num_batches(source.num_examples, batch_size, drop_remainder)
     if steps == 0:
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
@@ -153,7 +154,7 @@ def load(
 
 
 def load_numpy(
-    config: str = configs.DEFAULT_SPLIT,
+    config: str = configs.DEFAULT_CONFIG,
     split: str = "train",
     *,
     data_dir: str | None = None,
@@ -175,25 +176,25 @@ def load_numpy(
     x_train, y_train = emnist_idx.load_numpy("digits", "train")
     ```
     """
-    _check_config(config)
-    source = pipeline_records.split_source(
+    configs.check_config(config)
+    source = reading.split_source(
         _prepared_builder(config, data_dir, manual_dir, download), split)
     images = np.empty((source.num_examples, *IMAGE_SHAPE), dtype=np.uint8)
     labels = np.empty((source.num_examples,), dtype=np.int64)
     start = 0
-    for chunk_images, chunk_labels in pipeline_records.read_chunks(source).as_numpy_iterator():
+    for chunk_images, chunk_labels in reading.read_chunks(source).as_numpy_iterator():
         stop = start + len(chunk_labels)
         images[start:stop], labels[start:stop] = chunk_images, chunk_labels
         start = stop
     return images, labels
 
 
-def class_names(config: str = configs.DEFAULT_SPLIT) -> list[str]:
+def class_names(config: str = configs.DEFAULT_CONFIG) -> list[str]:
     """The names of ``config``'s classes, indexed by label: e.g. "0".."9", "A".."Z", "a", "b", ...
 
     letters names each class by its upper and lower case ("Aa"), as NIST merges them.
     """
-    _check_config(config)
+    configs.check_config(config)
     return list(configs.CLASS_NAMES[config])
 
 
@@ -220,15 +221,15 @@ def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle:
                   service: str | None) -> tf.data.Dataset:
     """One epoch of model-ready batches, from the cache or streamed (normalized per batch)."""
     if service is None and (cache is True or (
-            cache == "auto" and pipeline_cache.fits_in_memory(source.num_examples))):
-        return pipeline_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
+            cache == "auto" and memory_cache.fits_in_memory(source.num_examples))):
+        return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
                                              drop_remainder=drop_remainder, transform=model_ready)
     if service is not None and not source.is_tfrecord:
         raise ValueError(
             f"service={service!r} needs TFRecord shards, but {source.builder.info.full_name} was "
             f"prepared as {source.builder.info.file_format.value}: its reader runs Python code "
             "that cannot be sent to the service's workers")
-    chunks = pipeline_records.read_chunks(source, shuffle=shuffle, seed=seed,
+    chunks = reading.read_chunks(source, shuffle=shuffle, seed=seed,
                                           for_service=service is not None)
     if service is not None:
         # DYNAMIC sharding hands the pieces (the source dataset's elements) to workers on demand.
@@ -295,7 +296,7 @@ def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int 
                      cache: bool | str, service: str | None, device: str | None,
                      input_context: tf.distribute.InputContext | None) -> None:
     """Raises ValueError for the first argument that load() cannot take, saying what it accepts."""
-    _check_config(config)
+    configs.check_config(config)
     if not _is_integer(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     normalization.check_normalize(normalize)
@@ -323,12 +324,6 @@ def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int 
 
 def _is_integer(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_config(config: str) -> None:
-    if config not in configs.SPLITS:
-        raise ValueError(f"config={config!r} is not an EMNIST split: use one of "
-                         f"{', '.join(repr(name) for name in configs.SPLITS)}")
 
 
 def _check_device(device: str) -> None:
