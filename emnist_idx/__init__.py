@@ -1,10 +1,15 @@
 """emnist_idx: EMNIST for TensorFlow Datasets, validated, upright, named and fast.
 
 ``import emnist_idx`` registers the TFDS builder ``emnist_idx`` (configs byclass, bymerge, balanced,
-letters, digits, mnist). ``load``, ``load_numpy`` and ``class_names`` import TensorFlow on first use.
+letters, digits, mnist) without importing TensorFlow. ``load``, ``load_data``, ``load_numpy``,
+``class_names`` and ``show_examples`` import it on first use; type checkers see their signatures
+through the imports under ``TYPE_CHECKING``.
 """
 
-from typing import Any
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from emnist_idx.emnist_idx_dataset_builder import Builder
 from emnist_idx.errors import IdxFormatError
@@ -12,7 +17,19 @@ from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, w
 from emnist_idx._format.mapping import read_mapping
 from emnist_idx.version import __version__
 
-_PIPELINE_NAMES = ("class_names", "load", "load_numpy")
+if TYPE_CHECKING:
+    from emnist_idx._pipeline.arrays import load_data
+    from emnist_idx._pipeline.loading import class_names, load, load_numpy
+    from emnist_idx.visualization import show_examples
+
+# Names whose modules import TensorFlow: loaded from these modules on first use.
+_LAZY = {
+    "class_names": "emnist_idx._pipeline.loading",
+    "load": "emnist_idx._pipeline.loading",
+    "load_numpy": "emnist_idx._pipeline.loading",
+    "load_data": "emnist_idx._pipeline.arrays",
+    "show_examples": "emnist_idx.visualization",
+}
 
 __all__ = [
     "Builder",
@@ -22,22 +39,22 @@ __all__ = [
     "class_names",
     "iter_idx",
     "load",
+    "load_data",
     "load_numpy",
     "read_header",
     "read_idx",
     "read_mapping",
+    "show_examples",
     "write_idx",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    """Imports the tf.data pipeline (and so TensorFlow) only when one of its names is used."""
-    if name in _PIPELINE_NAMES:
-        from emnist_idx._pipeline import loading
-
-        return getattr(loading, name)
+    """Imports the module of a TensorFlow-using name only when that name is used."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'emnist_idx' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PIPELINE_NAMES))
+    return sorted(set(globals()) | set(_LAZY))

@@ -17,22 +17,8 @@ from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
 
 _HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
-_DESCRIPTION = """\
-EMNIST: handwritten characters from NIST Special Database 19 in MNIST's 28x28 format, in six splits.
-Images are stored upright (NIST's files hold them transposed), as raw uint8 bytes; labels are named
-by the characters of NIST's mapping files. Counts come from the IDX headers. Example i of each split
-is record i of NIST's file. The train split's pixel mean and std (0..1 scale) are in the metadata.
-"""
-_CITATION = """\
-@inproceedings{cohen2017emnist,
-  title = {{EMNIST}: Extending {MNIST} to handwritten letters},
-  author = {Cohen, Gregory and Afshar, Saeed and Tapson, Jonathan and van Schaik, Andr{\\'e}},
-  booktitle = {2017 International Joint Conference on Neural Networks (IJCNN)},
-  pages = {2921--2926},
-  year = {2017},
-  doi = {10.1109/IJCNN.2017.7966217},
-}
-"""
+# The metadata key of the train split's pixel statistics: {"mean": ..., "std": ...} on the 0..1 scale.
+PIXELS = "pixels"
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download NIST's bundle {configs.BUNDLE_URL} and place it in the manual dir in any of these shapes:
 the zip as downloaded (gzip.zip), its extracted gzip/ folder, the loose emnist-*.gz files, or the
@@ -54,9 +40,8 @@ class Builder(tfds.core.ShardBasedBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return tfds.core.DatasetInfo(
-            builder=self,
-            description=_DESCRIPTION,
+        # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
+        return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(
                     shape=(28, 28, 1), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
@@ -65,7 +50,6 @@ class Builder(tfds.core.ShardBasedBuilder):
             }),
             supervised_keys=("image", "label"),
             homepage=_HOMEPAGE,
-            citation=_CITATION,
             metadata=tfds.core.MetadataDict(),
             disable_shuffling=True,
         )
@@ -86,7 +70,8 @@ class Builder(tfds.core.ShardBasedBuilder):
         finally:
             self._splits = None  # a later prepare (after the files were fixed) checks them afresh
         mean, std = checks.pixel_moments(histogram)
-        self.info.metadata.update({"mean": mean, "std": std})
+        # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
+        self.info.metadata.update({PIXELS: {"mean": mean, "std": std}})
 
     def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> np.ndarray:
         encoder = RecordEncoder(self.info.features)

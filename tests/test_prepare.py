@@ -102,8 +102,8 @@ def test_each_config_has_its_own_named_classes(config: str) -> None:
 
 def test_metadata_holds_train_pixel_mean_and_std(digits: tfds.core.DatasetBuilder) -> None:
     pixels = read_idx(DUMMY_GZIP / configs.image_file("digits", "train")) / 255.0
-    assert digits.info.metadata["mean"] == pytest.approx(pixels.mean(), rel=1e-9)
-    assert digits.info.metadata["std"] == pytest.approx(pixels.std(), rel=1e-9)
+    assert digits.info.metadata["pixels"]["mean"] == pytest.approx(pixels.mean(), rel=1e-9)
+    assert digits.info.metadata["pixels"]["std"] == pytest.approx(pixels.std(), rel=1e-9)
 
 
 def test_every_source_shape_prepares_the_same_dataset(digits: tfds.core.DatasetBuilder,
@@ -141,7 +141,7 @@ def test_fresh_process_loads_without_importing_the_package(digits: tfds.core.Dat
         "               as_supervised=True, batch_size=8)\n"
         "n = sum(int(x.shape[0]) for x, y in ds)\n"
         "assert 'emnist_idx' not in sys.modules, 'emnist_idx was imported'\n"
-        "print(type(builder).__name__, n, builder.info.metadata['mean'] > 0,\n"
+        "print(type(builder).__name__, n, builder.info.metadata['pixels']['mean'] > 0,\n"
         "      builder.info.features['label'].names[:3])\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import tensorflow as tf
+
+from emnist_idx.emnist_idx_dataset_builder import PIXELS
 
 NORMALIZATIONS = ("scale", "standardize", "l2", "none")
 
@@ -19,11 +22,13 @@ def check_normalize(normalize: object) -> str:
     return normalize
 
 
-def normalizer(normalize: str, metadata: Mapping[str, float]) -> Normalizer:
+def normalizer(normalize: str, metadata: Mapping[str, Any]) -> Normalizer:
     """The function mapping a uint8 (B, 28, 28, 1) batch to its ``normalize`` form.
 
-    ``metadata`` is the builder's: "standardize" takes the train split's "mean" and "std" (on the
-    0..1 scale) from it, so every split is standardized with the training statistics.
+    ``metadata`` is the builder's: "standardize" takes the train split's pixel "mean" and "std" (on
+    the 0..1 scale) from ``metadata["pixels"]``, so every split is standardized with the training
+    statistics. Datasets prepared by emnist_idx 0.x before that key kept them at the top level
+    (``metadata["mean"]``); those are read too.
     """
     check_normalize(normalize)
     if normalize == "none":
@@ -40,12 +45,13 @@ def normalizer(normalize: str, metadata: Mapping[str, float]) -> Normalizer:
     return lambda images: tf.cast(images, tf.float32) * scale + offset
 
 
-def _train_moments(metadata: Mapping[str, float]) -> tuple[float, float]:
+def _train_moments(metadata: Mapping[str, Any]) -> tuple[float, float]:
+    moments = metadata.get(PIXELS, metadata)  # top level: prepared before the "pixels" key
     try:
-        mean, std = float(metadata["mean"]), float(metadata["std"])
+        mean, std = float(moments["mean"]), float(moments["std"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError("normalize='standardize' needs the train split's pixel 'mean' and 'std' "
-                         f"in the dataset's metadata, found {dict(metadata)!r}: prepare the "
+                         f"in the dataset's metadata[{PIXELS!r}], found {dict(metadata)!r}: prepare the "
                          "dataset again with this version of emnist_idx") from exc
     if not std > 0:
         raise ValueError(f"normalize='standardize': the train split's pixel std is {std}, "

@@ -1,0 +1,157 @@
+"""EMNIST as TFDS and Keras users expect it: load_data() in keras.datasets' convention, metadata
+TFDS's tools can walk, the `tfds new` files, show_examples(). Data: dummy_data, prepared once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import emnist_idx
+from emnist_idx import configs
+from emnist_idx._format.idx import read_idx
+from emnist_idx._pipeline.loading import load
+
+DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
+PACKAGE = Path(emnist_idx.__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def data_dir(prepared_data_dir: Path) -> str:
+    return str(prepared_data_dir)
+
+
+# --- load_data: keras.datasets.mnist.load_data()'s convention ---
+
+@pytest.mark.parametrize("config", ["letters", "digits"])
+def test_load_data_is_keras_datasets_convention(data_dir: str, config: str) -> None:
+    (x_train, y_train), (x_test, y_test) = emnist_idx.load_data(config, data_dir=data_dir)
+    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        nist_images = read_idx(DUMMY_GZIP / configs.image_file(config, split))
+        nist_labels = read_idx(DUMMY_GZIP / configs.label_file(config, split))
+        assert x.dtype == np.uint8 and x.shape == (len(nist_images), 28, 28) and x.flags.c_contiguous
+        assert y.dtype == np.uint8 and y.shape == (len(nist_labels),)
+        # upright: NIST's files hold each image transposed; labels shifted to start at 0
+        np.testing.assert_array_equal(x, nist_images.transpose(0, 2, 1))
+        np.testing.assert_array_equal(y, nist_labels - configs.FIRST_LABEL[config])
+
+
+def test_load_data_bad_config_lists_the_six() -> None:
+    with pytest.raises(ValueError, match="'byclass', 'bymerge'"):
+        emnist_idx.load_data("emnist")
+
+
+# --- metadata and TFDS's tools ---
+
+def test_metadata_nests_the_pixel_statistics(data_dir: str) -> None:
+    metadata = tfds.builder("emnist_idx/digits", data_dir=data_dir).info.metadata
+    assert set(metadata) == {"pixels"}
+    assert set(metadata["pixels"]) == {"mean", "std"} and 0 < metadata["pixels"]["mean"] < 1
+
+
+def test_tfds_show_examples_gets_past_the_metadata(data_dir: str) -> None:
+    ds, info = tfds.load("emnist_idx/digits", split="test", data_dir=data_dir, with_info=True)
+    # Float metadata values made TFDS's graph visualizer raise TypeError before it could say this:
+    with pytest.raises(ValueError, match="Visualisation not supported"):
+        tfds.show_examples(ds, info)
+
+
+def test_tfds_as_dataframe_lists_the_examples(data_dir: str) -> None:
+    ds, info = tfds.load("emnist_idx/digits", split="test[:4]", data_dir=data_dir, with_info=True)
+    frame = tfds.as_dataframe(ds, info)
+    assert len(frame) == 4 and set(frame.columns) == {"image", "label"}
+    expected = read_idx(DUMMY_GZIP / configs.label_file("digits", "test"))[:4]
+    assert list(frame["label"]) == list(expected)
+
+
+def test_standardize_reads_metadata_of_the_previous_version(data_dir: str, tmp_path: Path) -> None:
+    """A dataset prepared before the "pixels" key kept "mean" and "std" at the top level."""
+    new = load("digits", "test", normalize="standardize", shuffle=False, data_dir=data_dir)
+    old_root = tmp_path / "data"
+    shutil.copytree(Path(data_dir) / "emnist_idx" / "digits", old_root / "emnist_idx" / "digits")
+    metadata_file = next((old_root / "emnist_idx" / "digits").glob("*/metadata.json"))
+    pixels = json.loads(metadata_file.read_text())["pixels"]
+    metadata_file.write_text(json.dumps(pixels))  # {"mean": ..., "std": ...}
+    old_builder = tfds.builder("emnist_idx/digits", data_dir=str(old_root))
+    assert set(old_builder.info.metadata) == {"mean", "std"}
+    old = load("digits", "test", normalize="standardize", shuffle=False, data_dir=str(old_root))
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in old.as_numpy_iterator()]),
+                                  np.concatenate([x for x, _ in new.as_numpy_iterator()]))
+
+
+def test_builder_files_in_the_tfds_new_layout() -> None:
+    for name in ("README.md", "CITATIONS.bib", "TAGS.txt", "checksums.tsv"):
+        assert (PACKAGE / name).is_file(), name
+    metadata = emnist_idx.Builder.get_metadata()
+    assert set(metadata.tags) <= set(tfds.core.dataset_metadata.valid_tags())
+    assert "ml.task.image-classification" in metadata.tags
+    info = emnist_idx.Builder(config="digits").info
+    assert info.description == (PACKAGE / "README.md").read_text().strip()
+    assert info.citation.strip() == (PACKAGE / "CITATIONS.bib").read_text().strip()
+    assert "Cohen" in info.citation
+
+
+# --- show_examples ---
+
+def _cell_images(picture, rows: int, cols: int) -> np.ndarray:
+    """The 28x28 images drawn in the grid's cells, read back from the picture."""
+    from emnist_idx.commands import grid
+
+    pixels = np.asarray(picture.convert("L"))
+    cell_width, cell_height = grid._cell_size(grid.SCALE, 1)
+    cells = []
+    for index in range(rows * cols):
+        left = grid.PAD + (index % cols) * cell_width
+        top = grid.PAD + (index // cols) * cell_height
+        cells.append(pixels[top : top + 28 * grid.SCALE : grid.SCALE,
+                            left : left + 28 * grid.SCALE : grid.SCALE])
+    return np.stack(cells)
+
+
+@pytest.mark.parametrize("source", ["config", "tfds", "tfds-supervised-batched", "load"])
+def test_show_examples_draws_the_first_examples(data_dir: str, source: str) -> None:
+    rows, cols = 2, 3
+    if source == "config":
+        picture = emnist_idx.show_examples("letters", rows=rows, cols=cols, data_dir=data_dir)
+    elif source == "load":
+        picture = emnist_idx.show_examples(load("letters", "test", shuffle=False, batch_size=4,
+                                                one_hot=True, data_dir=data_dir),
+                                           rows=rows, cols=cols, class_names=configs.CLASS_NAMES["letters"])
+    else:
+        supervised = source != "tfds"
+        ds, info = tfds.load("emnist_idx/letters", split="test", data_dir=data_dir, with_info=True,
+                             as_supervised=supervised, batch_size=4 if supervised else None)
+        picture = emnist_idx.show_examples(ds, info, rows=rows, cols=cols)
+    expected = read_idx(DUMMY_GZIP / configs.image_file("letters", "test"))[:6].transpose(0, 2, 1)
+    np.testing.assert_array_equal(_cell_images(picture, rows, cols), expected)
+    assert picture.mode == "RGB"
+
+
+def test_show_examples_captions_name_and_label(data_dir: str, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    from emnist_idx import visualization
+
+    drawn = {}
+
+    def capture(images, captions, **kwargs):
+        drawn.update(captions=captions, columns=kwargs["columns"], count=len(images))
+
+    monkeypatch.setattr(visualization.grid, "draw_grid", capture)
+    emnist_idx.show_examples("letters", split="test[:2]", rows=3, cols=4, data_dir=data_dir)
+    labels = read_idx(DUMMY_GZIP / configs.label_file("letters", "test"))[:2] - 1
+    names = configs.CLASS_NAMES["letters"]
+    assert drawn == {"captions": [f"{names[label]} ({label})" for label in labels], "columns": 4,
+                     "count": 2}
+
+
+def test_show_examples_bad_arguments(data_dir: str) -> None:
+    with pytest.raises(ValueError, match="rows must be a positive integer, got 0"):
+        emnist_idx.show_examples("digits", rows=0, data_dir=data_dir)
+    with pytest.raises(ValueError, match="config='emnist' is not an EMNIST config"):
+        emnist_idx.show_examples("emnist", data_dir=data_dir)
+    with pytest.raises(TypeError, match="config name or a tf.data.Dataset"):
+        emnist_idx.show_examples(np.zeros((2, 28, 28)))
