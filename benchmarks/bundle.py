@@ -23,10 +23,7 @@ def scaled_counts(config: str, scale: float) -> tuple[int, int]:
 
 def bundle_files(config: str) -> list[str]:
     """The bundle's files, relative to its directory."""
-    names = [configs.mapping_file(config)]
-    for split in configs.SPLITS:
-        names += [configs.image_file(config, split), configs.label_file(config, split)]
-    return ["gzip.zip", *(f"gzip/{name}" for name in names)]
+    return ["gzip.zip", *(f"gzip/{name}" for name in configs.file_names(config))]
 
 
 def _is_complete(directory: Path, config: str, counts: tuple[int, int], seed: int) -> bool:

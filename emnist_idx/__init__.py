@@ -1,8 +1,8 @@
 """emnist_idx: EMNIST for TensorFlow Datasets, validated, upright, named and fast.
 
 ``import emnist_idx`` registers the TFDS builder ``emnist_idx`` (configs byclass, bymerge, balanced,
-letters, digits, mnist) without importing TensorFlow. ``load``, ``load_data``, ``load_numpy``,
-``class_names`` and ``show_examples`` import it on first use; type checkers see their signatures
+letters, digits, mnist) without importing TensorFlow. ``load``, ``load_data``, ``load_numpy``
+and ``show_examples`` import it on first use; type checkers see their signatures
 through the imports under ``TYPE_CHECKING``.
 """
 
@@ -15,16 +15,16 @@ from emnist_idx.emnist_idx_dataset_builder import Builder
 from emnist_idx.errors import IdxFormatError
 from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
 from emnist_idx._format.mapping import read_mapping
+from emnist_idx.configs import class_names
 from emnist_idx.version import __version__
 
 if TYPE_CHECKING:
     from emnist_idx._pipeline.arrays import load_data
-    from emnist_idx._pipeline.loading import class_names, load, load_numpy
+    from emnist_idx._pipeline.loading import load, load_numpy
     from emnist_idx.visualization import show_examples
 
 # Names whose modules import TensorFlow: loaded from these modules on first use.
 _LAZY = {
-    "class_names": "emnist_idx._pipeline.loading",
     "load": "emnist_idx._pipeline.loading",
     "load_numpy": "emnist_idx._pipeline.loading",
     "load_data": "emnist_idx._pipeline.arrays",

@@ -7,6 +7,8 @@ import string
 CONFIGS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DEFAULT_CONFIG = "balanced"
 SPLITS = ("train", "test")
+IMAGE_SIZE = 28  # pixels on each side
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # one example's image as stored: upright, one channel
 
 _DIGITS = tuple(string.digits)
 _UPPER = tuple(string.ascii_uppercase)
@@ -55,6 +57,22 @@ def label_file(config: str, split: str) -> str:
 def mapping_file(config: str) -> str:
     """NIST's name for a config's mapping file."""
     return f"emnist-{config}-mapping.txt"
+
+def file_names(config: str) -> list[str]:
+    """NIST's five file names of ``config``: the mapping, then images and labels of each split."""
+    names = [mapping_file(config)]
+    for split in SPLITS:
+        names += [image_file(config, split), label_file(config, split)]
+    return names
+
+
+def class_names(config: str = DEFAULT_CONFIG) -> list[str]:
+    """The names of ``config``'s classes, indexed by label: e.g. "0".."9", "A".."Z", "a", "b", ...
+
+    letters names each class by its upper and lower case ("Aa"), as NIST merges them.
+    """
+    return list(CLASS_NAMES[check_config(config)])
+
 
 # NIST's bundle; its size and sha256 live in checksums.tsv beside the builder.
 BUNDLE_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"

@@ -44,7 +44,7 @@ class Builder(tfds.core.ShardBasedBuilder):
         return self.dataset_info_from_configs(
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(
-                    shape=(28, 28, 1), dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
+                    shape=configs.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
                 ),
                 "label": tfds.features.ClassLabel(names=configs.CLASS_NAMES[self.builder_config.name]),
             }),

@@ -14,7 +14,6 @@ with images stored transposed as NIST stores them.
 from __future__ import annotations
 
 import functools
-import gzip
 import math
 import os
 import shutil
@@ -31,11 +30,13 @@ from emnist_idx.configs import (
     FIRST_LABEL,
     CONFIGS,
     check_config,
+    file_names,
+    IMAGE_SIZE,
     image_file,
     label_file,
     mapping_file,
 )
-from emnist_idx._format.idx import write_idx
+from emnist_idx._format.idx import write_idx, write_idx_chunks
 
 # (train, test) counts of NIST's published files.
 FULL_COUNTS: dict[str, tuple[int, int]] = {
@@ -47,13 +48,12 @@ FULL_COUNTS: dict[str, tuple[int, int]] = {
     "mnist": (60_000, 10_000),
 }
 
-SIZE = 28
 MAX_SHIFT = 2  # random integer shift, in pixels, applied to every bank entry on use
 VARIANTS_PER_CLASS = 256
 CHUNK_IMAGES = 50_000  # images generated and compressed at a time by write_config_files
 
 _BLOCK = 4096  # images sharing one augmentation random stream; chunks are whole blocks
-_PADDED = SIZE + 2 * MAX_SHIFT
+_PADDED = IMAGE_SIZE + 2 * MAX_SHIFT
 _FONT_SIZE = 48  # glyphs are drawn at about twice their final size, then downsampled
 _HEIGHT_RANGE = (17.0, 22.0)  # final size of the glyph's larger side, in pixels
 _MAX_ROTATION = 12.0  # degrees
@@ -77,7 +77,7 @@ def render_glyphs(
     (fewer when a class has fewer examples); examples reuse them under random shifts.
     """
     labels = np.asarray(labels)
-    out = np.empty((len(labels), SIZE, SIZE), dtype=np.uint8)
+    out = np.empty((len(labels), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     start = 0
     for chunk in iter_glyphs(class_names, labels, seed, variants_per_class=variants_per_class):
         out[start : start + len(chunk)] = chunk
@@ -105,7 +105,7 @@ def iter_glyphs(
     blocks_per_chunk = max(1, math.ceil(chunk_size / _BLOCK))
     for start in range(0, len(labels), blocks_per_chunk * _BLOCK):
         stop = min(start + blocks_per_chunk * _BLOCK, len(labels))
-        out = np.empty((stop - start, SIZE, SIZE), dtype=np.uint8)
+        out = np.empty((stop - start, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
         for block_start in range(start, stop, _BLOCK):
             block_stop = min(block_start + _BLOCK, stop)
             rng = np.random.default_rng([seed, 2, block_start // _BLOCK])
@@ -151,11 +151,11 @@ def _place_shifted(
     bounds = np.searchsorted(shift[order], np.arange(side * side + 1))
     rows = bank.reshape(-1, _PADDED, _PADDED)
     gathered = np.take(rows, (labels * bank.shape[1] + variant)[order], axis=0)
-    shifted = np.empty((count, SIZE, SIZE), dtype=np.uint8)
+    shifted = np.empty((count, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     for group in range(side * side):
         start, stop = bounds[group], bounds[group + 1]
         dy, dx = divmod(group, side)
-        shifted[start:stop] = gathered[start:stop, dy : dy + SIZE, dx : dx + SIZE]
+        shifted[start:stop] = gathered[start:stop, dy : dy + IMAGE_SIZE, dx : dx + IMAGE_SIZE]
     inverse = np.empty(count, dtype=np.intp)
     inverse[order] = np.arange(count)
     np.take(shifted, inverse, axis=0, out=out)
@@ -284,8 +284,8 @@ def write_config_files(
                   (labels + FIRST_LABEL[config]).astype(np.uint8), compresslevel=compresslevel)
         chunks = (chunk.transpose(0, 2, 1)
                   for chunk in iter_glyphs(names, labels, sub_seed, chunk_size=CHUNK_IMAGES))
-        _write_uint8_idx_chunks(directory / image_file(config, split), (count, SIZE, SIZE),
-                                chunks, compresslevel)
+        write_idx_chunks(directory / image_file(config, split), np.uint8, (count, IMAGE_SIZE, IMAGE_SIZE),
+                         chunks, compresslevel)
     (directory / mapping_file(config)).write_bytes(mapping_text(config).encode("ascii"))
 
 
@@ -296,25 +296,6 @@ def mapping_text(config: str) -> str:
         " ".join([str(first + index), *(str(ord(char)) for char in name)]) + "\n"
         for index, name in enumerate(CLASS_NAMES[config])
     )
-
-
-def _write_uint8_idx_chunks(
-    path: Path, shape: tuple[int, ...], chunks: Iterator[np.ndarray], compresslevel: int
-) -> None:
-    """Writes a gzip'd uint8 IDX file (reproducibly, like ``write_idx``) from record chunks."""
-    header = bytes([0, 0, 0x08, len(shape)]) + np.asarray(shape, dtype=">u4").tobytes()
-    written = 0
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel,
-                                                mtime=0, filename="") as stream:
-        stream.write(header)
-        for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=np.uint8)
-            if chunk.shape[1:] != shape[1:]:
-                raise ValueError(f"chunk shape {chunk.shape} does not fit records of {shape[1:]}")
-            stream.write(chunk.data)
-            written += len(chunk)
-    if written != shape[0]:
-        raise ValueError(f"{path}: wrote {written} records, header promises {shape[0]}")
 
 
 def write_bundle(
@@ -334,9 +315,8 @@ def write_bundle(
     members: list[str] = []
     for config, (train_count, test_count) in counts.items():
         write_config_files(folder, config, train_count, test_count, seed, compresslevel)
-        members += [name for split in SPLITS
-                    for name in (image_file(config, split), label_file(config, split))]
-        members.append(mapping_file(config))
+        mapping, *idx_files = file_names(config)
+        members += [*idx_files, mapping]  # the member order dummy_data/gzip.zip was made with
     if make_zip:
         _write_zip(directory / "gzip.zip", folder, members)
     return directory

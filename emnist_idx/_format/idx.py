@@ -13,7 +13,7 @@ import io
 import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Union
 
 import numpy as np
@@ -284,29 +284,55 @@ def iter_idx(
         yield from reader.chunks(records_per_chunk)
 
 
+def encode_header(dtype: np.dtype | type, shape: tuple[int, ...]) -> bytes:
+    """The IDX header for an array of ``dtype`` and ``shape`` (also for forging damaged files in tests)."""
+    dtype = np.dtype(dtype)
+    code = _CODE_BY_KIND.get((dtype.kind, dtype.itemsize))
+    if code is None:
+        raise TypeError(f"IDX cannot store dtype {dtype}: use uint8, int8, int16, int32, "
+                        "float32 or float64")
+    if not 1 <= len(shape) <= _MAX_RANK:
+        raise ValueError(f"IDX stores arrays of rank 1 to {_MAX_RANK}, got rank {len(shape)}")
+    return bytes([0, 0, code, len(shape)]) + np.asarray(shape, dtype=">u4").tobytes()
+
+
 def write_idx(path: str | os.PathLike, array: np.ndarray, compresslevel: int = 6) -> None:
     """Writes ``array`` as an IDX file, gzip-compressed (reproducibly) when ``path`` ends in .gz."""
     array = np.asarray(array)
-    code = _CODE_BY_KIND.get((array.dtype.kind, array.dtype.itemsize))
-    if code is None:
-        raise TypeError(f"IDX cannot store dtype {array.dtype}: use uint8, int8, int16, int32, "
-                        "float32 or float64")
-    if not 1 <= array.ndim <= _MAX_RANK:
-        raise ValueError(f"IDX stores arrays of rank 1 to {_MAX_RANK}, got rank {array.ndim}")
-    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
-    payload = np.ascontiguousarray(array, dtype=DTYPE_BY_CODE[code])
+    write_idx_chunks(path, array.dtype, array.shape, [array], compresslevel)
+
+
+def write_idx_chunks(path: str | os.PathLike, dtype: np.dtype | type, shape: tuple[int, ...],
+                     chunks: Iterable[np.ndarray], compresslevel: int = 6) -> None:
+    """Writes an IDX file of ``shape`` from chunks of whole records, in bounded memory.
+
+    Gzip-compressed (reproducibly: no name, no timestamp) when ``path`` ends in .gz. Raises
+    ValueError if the chunks do not hold exactly ``shape[0]`` records of ``shape[1:]``.
+    """
+    header = encode_header(dtype, shape)
+    stored = DTYPE_BY_CODE[header[2]]
     path = os.fspath(path)
     with open(path, "wb") as raw:
-        if path.endswith(".gz"):
-            with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0,
-                               filename="") as stream:
-                _write_all(stream, header, payload)
-        else:
-            _write_all(raw, header, payload)
+        if not path.endswith(".gz"):
+            _write_records(raw, header, stored, shape, chunks, path)
+            return
+        with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=compresslevel, mtime=0,
+                           filename="") as stream:
+            _write_records(stream, header, stored, shape, chunks, path)
 
 
-def _write_all(stream: BinaryIO, header: bytes, payload: np.ndarray) -> None:
+def _write_records(stream: BinaryIO, header: bytes, stored: np.dtype, shape: tuple[int, ...],
+                   chunks: Iterable[np.ndarray], path: str) -> None:
     stream.write(header)
-    flat = payload.reshape(-1).view(np.uint8)
-    for start in range(0, len(flat), _READ_BLOCK):
-        stream.write(flat[start : start + _READ_BLOCK].data)
+    written = 0
+    for chunk in chunks:
+        chunk = np.asarray(chunk)
+        if chunk.shape[1:] != tuple(shape[1:]):
+            raise ValueError(f"{path}: chunk of shape {chunk.shape} does not hold records of "
+                             f"shape {tuple(shape[1:])}")
+        flat = np.ascontiguousarray(chunk, dtype=stored).reshape(-1).view(np.uint8)
+        for start in range(0, len(flat), _READ_BLOCK):
+            stream.write(flat[start : start + _READ_BLOCK].data)
+        written += len(chunk)
+    if written != shape[0]:
+        raise ValueError(f"{path}: chunks hold {written} records, the header promises {shape[0]}")

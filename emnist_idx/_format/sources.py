@@ -80,11 +80,7 @@ def find_config_files(config: str, roots: Sequence[str | os.PathLike]) -> Config
     """
     configs.check_config(config)
     locator = _Locator([Path(root).expanduser() for root in roots])
-    wanted = {configs.mapping_file(config): None}
-    for split in configs.SPLITS:
-        wanted[configs.image_file(config, split)] = None
-        wanted[configs.label_file(config, split)] = None
-    found = {name: locator.find(name) for name in wanted}
+    found = {name: locator.find(name) for name in configs.file_names(config)}
     missing = [name for name, source in found.items() if source is None]
     if missing:
         raise FileNotFoundError(_missing_message(config, missing, locator.searched()))

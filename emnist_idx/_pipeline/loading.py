@@ -1,4 +1,4 @@
-"""``load()``: EMNIST as a model-ready tf.data pipeline; ``load_numpy()`` and ``class_names()``.
+"""``load()``: EMNIST as a model-ready tf.data pipeline and ``load_numpy()``.
 
 ``load()`` composes small stages in pipeline order: prepare, resolve the split (and this input
 pipeline's share), read (from the in-memory cache or streamed from the files, optionally through the
@@ -12,11 +12,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import memory_cache, normalization, reading
-from emnist_idx._pipeline.reading import IMAGE_SHAPE, SplitSource
+from emnist_idx._pipeline import batching, memory_cache, normalization, reading
+from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.reading import SplitSource
+from emnist_idx._prepare.preparing import prepared_builder
 
-_DATASET_NAME = "emnist_idx"
-_plain = reading.without_autograph
 
 
 def load(
@@ -132,13 +132,14 @@ def load(
     """
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)
-    builder = _prepared_builder(config, data_dir, manual_dir, download)
+    builder = prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
+                               download=download)
     source = reading.split_source(builder, split, input_context)
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if shuffle is None:
         shuffle = _draws_on_train(split)
-    steps = memory_cache.num_batches(source.num_examples, batch_size, drop_remainder)
+    steps = batching.num_batches(source.num_examples, batch_size, drop_remainder)
     if steps == 0:
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
@@ -178,8 +179,9 @@ def load_numpy(
     """
     configs.check_config(config)
     source = reading.split_source(
-        _prepared_builder(config, data_dir, manual_dir, download), split)
-    images = np.empty((source.num_examples, *IMAGE_SHAPE), dtype=np.uint8)
+        prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
+                               download=download), split)
+    images = np.empty((source.num_examples, *configs.IMAGE_SHAPE), dtype=np.uint8)
     labels = np.empty((source.num_examples,), dtype=np.int64)
     start = 0
     for chunk_images, chunk_labels in reading.read_chunks(source).as_numpy_iterator():
@@ -189,32 +191,7 @@ def load_numpy(
     return images, labels
 
 
-def class_names(config: str = configs.DEFAULT_CONFIG) -> list[str]:
-    """The names of ``config``'s classes, indexed by label: e.g. "0".."9", "A".."Z", "a", "b", ...
-
-    letters names each class by its upper and lower case ("Aa"), as NIST merges them.
-    """
-    configs.check_config(config)
-    return list(configs.CLASS_NAMES[config])
-
-
 # --- stages, in pipeline order ---
-
-def _prepared_builder(config: str, data_dir: str | None, manual_dir: str | None,
-                      download: bool) -> tfds.core.DatasetBuilder:
-    """The config's builder, prepared from ``manual_dir`` or the download when it is not yet."""
-    builder = tfds.builder(f"{_DATASET_NAME}/{config}", data_dir=data_dir)
-    if not builder.is_prepared():
-        if not download:
-            raise FileNotFoundError(
-                f"{_DATASET_NAME}/{config} is not prepared in {builder.data_dir} and "
-                "download=False: call load(..., download=True), with manual_dir=DIR holding "
-                "NIST's files to prepare offline, or run `tfds build "
-                f"{_DATASET_NAME} --imports emnist_idx --config {config} --manual_dir DIR`")
-        builder.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
-    return builder
-
 
 def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle: bool,
                   seed: int | None, cache: bool | str, drop_remainder: bool,
@@ -237,7 +214,7 @@ def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle:
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
     # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
     return chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
-        _plain(model_ready), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _model_ready(builder: tfds.core.DatasetBuilder, normalize: str, one_hot: bool):

@@ -18,17 +18,18 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from emnist_idx._pipeline import reading
-from emnist_idx._pipeline.reading import IMAGE_SHAPE, SplitSource
+from emnist_idx._pipeline import batching, reading
+from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx import configs
+from emnist_idx._pipeline.reading import SplitSource
 
 # cache="auto" caches a split when its uint8 images and int64 labels take at most this share of the
 # memory available when load() is called. Filling the cache briefly needs about twice that (the
 # parsed chunks and the assembled tensor), so this leaves room for the model and everything else.
 CACHE_FRACTION = 0.25
-_BYTES_PER_EXAMPLE = math.prod(IMAGE_SHAPE) + 8
+_BYTES_PER_EXAMPLE = math.prod(configs.IMAGE_SHAPE) + 8
 
 Batch = tuple[tf.Tensor, tf.Tensor]
-_plain = reading.without_autograph
 
 
 def cache_bytes(num_examples: int) -> int:
@@ -50,12 +51,6 @@ def fits_in_memory(num_examples: int) -> bool:
     return cache_bytes(num_examples) <= CACHE_FRACTION * available_memory()
 
 
-def num_batches(num_examples: int, batch_size: int, drop_remainder: bool) -> int:
-    if drop_remainder:
-        return num_examples // batch_size
-    return -(-num_examples // batch_size)
-
-
 def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed: int | None,
                    drop_remainder: bool, transform: Callable[..., Batch] | None = None
                    ) -> tf.data.Dataset:
@@ -66,7 +61,7 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
     """
     whole = _whole_split(source)
     total = source.num_examples
-    steps = num_batches(total, batch_size, drop_remainder)
+    steps = batching.num_batches(total, batch_size, drop_remainder)
     size = batch_size if drop_remainder else None  # static batch dimension when all are full
 
     def epoch(order: tf.Tensor) -> tf.data.Dataset:
@@ -76,15 +71,15 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
         def gather(step: tf.Tensor) -> Batch:
             start = step * batch_size
             indices = order[start:tf.minimum(start + batch_size, total)]
-            batch = (tf.ensure_shape(tf.gather(images, indices), (size, *IMAGE_SHAPE)),
+            batch = (tf.ensure_shape(tf.gather(images, indices), (size, *configs.IMAGE_SHAPE)),
                      tf.ensure_shape(tf.gather(labels, indices), (size,)))
             return transform(*batch) if transform else batch
 
         # deterministic: the smaller remainder batch must stay the last one.
-        return tf.data.Dataset.range(steps).map(_plain(gather), num_parallel_calls=tf.data.AUTOTUNE,
+        return tf.data.Dataset.range(steps).map(no_autograph(gather), num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
 
-    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(_plain(epoch))
+    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(no_autograph(epoch))
 
 
 def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
@@ -94,7 +89,7 @@ def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.d
     # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch), from a
     # sequence fixed by ``seed``; the permutation itself is stateless, hence reproducible.
     seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    return seeds.map(_plain(lambda pair: tf.random.experimental.stateless_shuffle(
+    return seeds.map(no_autograph(lambda pair: tf.random.experimental.stateless_shuffle(
         tf.range(num_examples, dtype=tf.int64), seed=pair)))
 
 
@@ -105,6 +100,6 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
 
     def read_all(_: tf.Tensor) -> Batch:
         images, labels = chunks.rebatch(total).get_single_element()
-        return tf.ensure_shape(images, (total, *IMAGE_SHAPE)), tf.ensure_shape(labels, (total,))
+        return tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)), tf.ensure_shape(labels, (total,))
 
-    return tf.data.Dataset.from_tensors(0).map(_plain(read_all)).cache()
+    return tf.data.Dataset.from_tensors(0).map(no_autograph(read_all)).cache()

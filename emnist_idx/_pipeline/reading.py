@@ -15,15 +15,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-IMAGE_SHAPE = (28, 28, 1)
+from emnist_idx import configs
+from emnist_idx._pipeline.batching import no_autograph
+
 CHUNK_RECORDS = 16_384  # records parsed per op; also the window permuted as a whole when streaming
 PIECE_RECORDS = 16_384  # a file instruction is cut into pieces of this many records to shuffle them
 INTERLEAVED_PIECES = 4  # pieces read side by side, so each shuffled chunk mixes several of them
 
-# The functions this package hands to tf.data use no Python control flow on tensors, so AutoGraph's
-# conversion only costs time: about 0.4 s of every load() call, measured with cProfile.
-without_autograph = tf.autograph.experimental.do_not_convert
-_plain = without_autograph
 
 _RECORD_SPEC = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -79,7 +77,7 @@ def _split_info(builder: tfds.core.DatasetBuilder, split: str):
 def parse_records(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """A vector of serialized examples -> uint8 images (k, 28, 28, 1) and int64 labels (k,)."""
     features = tf.io.parse_example(serialized, _RECORD_SPEC)
-    images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *IMAGE_SHAPE))
+    images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *configs.IMAGE_SHAPE))
     return images, features["label"]
 
 
@@ -100,7 +98,7 @@ def read_chunks(source: SplitSource, *, shuffle: bool = False, seed: int | None 
     else:
         serialized = _random_access_chunks(source, shuffle, seed)
     deterministic = seed is not None or not shuffle
-    chunks = serialized.map(_plain(parse_records), num_parallel_calls=tf.data.AUTOTUNE,
+    chunks = serialized.map(no_autograph(parse_records), num_parallel_calls=tf.data.AUTOTUNE,
                             deterministic=deterministic)
     return _permute_each(chunks, seed) if shuffle else chunks
 
@@ -116,7 +114,7 @@ def _tfrecord_chunks(source: SplitSource, *, cut: bool, reorder: bool, seed: int
     pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
     if reorder:
         pieces = pieces.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
-    records = pieces.interleave(_plain(_read_piece), cycle_length=INTERLEAVED_PIECES if cut else 1,
+    records = pieces.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES if cut else 1,
                                 block_length=1)
     return records.batch(CHUNK_RECORDS)
 
@@ -156,7 +154,7 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
         (starts, np.minimum(starts + CHUNK_RECORDS, source.num_examples)))
     if shuffle:
         ranges = ranges.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    return ranges.map(_plain(lambda start, stop: tf.ensure_shape(
+    return ranges.map(no_autograph(lambda start, stop: tf.ensure_shape(
         tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None])))
 
 
@@ -172,4 +170,4 @@ def _permute_each(chunks: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
         return tf.gather(images, order), tf.gather(labels, order)
 
     return tf.data.Dataset.zip(chunks, seeds).map(
-        _plain(permute), num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+        no_autograph(permute), num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)

@@ -13,8 +13,6 @@ from emnist_idx._format.idx import IdxHeader, IdxReader
 from emnist_idx._format.mapping import read_label_mapping
 from emnist_idx._format.sources import SourceFile, ConfigFiles
 
-IMAGE_SIZE = (28, 28)
-
 
 @dataclasses.dataclass(frozen=True)
 class CheckedSplit:
@@ -50,7 +48,7 @@ def check_image_header(source: SourceFile) -> IdxHeader:
     """Images must be an (N, 28, 28) uint8 IDX file whose size matches its header."""
     with source.open() as stream, IdxReader(stream, source.name) as reader:
         header = reader.header
-    if header.dtype != np.uint8 or header.shape[1:] != IMAGE_SIZE:
+    if header.dtype != np.uint8 or header.shape[1:] != configs.IMAGE_SHAPE[:2]:
         raise IdxFormatError(
             source.name,
             f"expected images of shape (N, 28, 28) and dtype uint8, found shape {header.shape} "

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
+import zipfile
 
 from tqdm import tqdm
+
+from emnist_idx.errors import IdxFormatError
 
 PROG = "emnist-idx"
 # Files whose payload is larger than this get a progress bar while they are streamed.
 PROGRESS_BYTES = 16 << 20
+# What reading a user's file can raise: reported per file, never as a traceback.
+FILE_ERRORS = (IdxFormatError, zipfile.BadZipFile, OSError, EOFError)
 
 
 class CommandError(Exception):
@@ -49,18 +53,8 @@ def add_data_dir_args(parser, *, manual_help: str, data_help: str) -> None:
 
 
 def prepare(config: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None):
-    """Returns the TFDS builder of ``emnist_idx/<config>``, preparing it first when needed."""
-    import tensorflow_datasets as tfds
+    """Returns the TFDS builder of ``emnist_idx/<config>``, preparing it first (and saying so)."""
+    from emnist_idx._prepare.preparing import prepared_builder
 
-    from emnist_idx.emnist_idx_dataset_builder import Builder
-
-    if manual_dir is not None and not Path(manual_dir).expanduser().exists():
-        raise FileNotFoundError(f"manual dir {manual_dir} does not exist: pass the directory (or the "
-                                "gzip.zip) holding NIST's EMNIST files")
-    builder = Builder(config=config, data_dir=os.fspath(data_dir) if data_dir else None)
-    if not builder.is_prepared():
-        print(f"Preparing emnist_idx/{config} in {builder.data_dir}"
-              + (f" from {manual_dir}" if manual_dir else ""), flush=True)
-        manual = os.fspath(Path(manual_dir).expanduser()) if manual_dir else None
-        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual))
-    return builder
+    return prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
+                            announce=lambda line: print(line, flush=True))

@@ -23,11 +23,13 @@ tfds build's own options follow.
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     # No options of our own (not even -h): everything after `build` is tfds build's.
-    subparsers.add_parser(NAME, add_help=False, help="prepare configs with `tfds build` (arguments "
-                                                     "are passed through)")
+    parser = subparsers.add_parser(NAME, add_help=False, help="prepare configs with `tfds build` "
+                                                              "(arguments are passed through)")
+    parser.set_defaults(passes_through=True)  # the CLI hands us the rest as args.passed_through
 
 
-def run(args: argparse.Namespace, extra: list[str]) -> int:
+def run(args: argparse.Namespace) -> int:
+    extra = args.passed_through
     if "-h" in extra or "--help" in extra:
         print(f"usage: emnist-idx build [CONFIG...] [tfds build options]\n\n{_DESCRIPTION}", flush=True)
         return subprocess.call([*_TFDS, "--help"])

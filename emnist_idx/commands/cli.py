@@ -43,13 +43,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
-        if extra and args.command != build.NAME:
+        if extra and not getattr(args, "passes_through", False):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.passed_through = extra
     except SystemExit as exit_:  # --help, --version and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else 1
     try:
-        if args.command == build.NAME:
-            return build.run(args, extra)
         return _COMMANDS[args.command].run(args)
     except _USER_ERRORS as exc:
         error(exc)

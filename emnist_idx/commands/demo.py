@@ -142,7 +142,7 @@ def build_model(num_classes: int, learning_rate: float = LEARNING_RATE):
 
     layers = keras.layers
     model = keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
+        keras.Input(shape=configs.IMAGE_SHAPE),
         layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
         layers.RandomRotation(0.04, fill_mode="constant"),  # up to about 14 degrees
         layers.RandomZoom(0.1, fill_mode="constant"),

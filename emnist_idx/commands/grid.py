@@ -9,6 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from emnist_idx import configs
+
 SCALE = 3  # each 28x28 image is drawn 3x, 84x84 pixels
 PAD = 4  # pixels around each cell
 LINE_HEIGHT = 14  # pixels per caption line
@@ -59,7 +61,7 @@ def draw_grid(
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default(size=_FONT_SIZE)
     cell_width, cell_height = _cell_size(scale, caption_lines)
-    side = 28 * scale
+    side = configs.IMAGE_SIZE * scale
     for index, (image, caption) in enumerate(zip(images, captions)):
         left = PAD + (index % columns) * cell_width
         top = PAD + (index // columns) * cell_height
@@ -84,5 +86,5 @@ def save_grid(path: str | os.PathLike, images: np.ndarray, captions: Sequence[st
 
 
 def _cell_size(scale: int, caption_lines: int) -> tuple[int, int]:
-    side = 28 * scale
+    side = configs.IMAGE_SIZE * scale
     return side + PAD, side + 2 + caption_lines * LINE_HEIGHT + PAD

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emnist_idx.commands._common import PROGRESS_BYTES, error, progress
+from emnist_idx.commands._common import FILE_ERRORS, PROGRESS_BYTES, error, progress
 from emnist_idx.errors import IdxFormatError
 from emnist_idx._format.idx import IdxReader
 from emnist_idx._format.mapping import read_label_mapping
@@ -18,7 +18,6 @@ NAME = "inspect"
 _CHUNK_BYTES = 1 << 22
 _PER_ROW = 8  # label counts printed per line
 # Errors a damaged file or zip member can raise while it is read.
-FILE_ERRORS = (IdxFormatError, zipfile.BadZipFile, OSError, EOFError)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

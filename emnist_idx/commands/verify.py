@@ -12,8 +12,7 @@ from tensorflow_datasets.core.download.checksums import UrlInfo
 from emnist_idx import configs
 from emnist_idx._prepare import checks
 from emnist_idx.emnist_idx_dataset_builder import Builder
-from emnist_idx.commands._common import PROGRESS_BYTES, error, one_line, progress, warn
-from emnist_idx.commands.inspect import FILE_ERRORS
+from emnist_idx.commands._common import FILE_ERRORS, PROGRESS_BYTES, error, one_line, progress, warn
 from emnist_idx.errors import IdxFormatError
 from emnist_idx._format.idx import IdxReader, read_header
 from emnist_idx._format.sources import BUNDLE_NAME, SourceFile, ConfigFiles, find_config_files

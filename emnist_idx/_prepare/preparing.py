@@ -1,0 +1,53 @@
+"""Preparing a config when it is not prepared yet: the one path for ``load()``, the CLI and the demo."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+
+from emnist_idx import configs
+
+DATASET_NAME = "emnist_idx"
+
+
+def prepared_builder(
+    config: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    manual_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> tfds.core.DatasetBuilder:
+    """The builder of ``emnist_idx/<config>``, prepared first from ``manual_dir`` (or the download).
+
+    ``announce`` is told, in one line, when a prepare starts (the CLI prints it).
+
+    Raises:
+      FileNotFoundError: ``manual_dir`` does not exist, or nothing is prepared and ``download`` is
+        False.
+    """
+    from emnist_idx.emnist_idx_dataset_builder import Builder
+
+    configs.check_config(config)
+    manual = Path(manual_dir).expanduser() if manual_dir is not None else None
+    if manual is not None and not manual.exists():
+        raise FileNotFoundError(f"manual dir {manual_dir} does not exist: pass the directory (or the "
+                                "gzip.zip) holding NIST's EMNIST files")
+    builder = Builder(config=config, data_dir=os.fspath(data_dir) if data_dir else None)
+    if builder.is_prepared():
+        return builder
+    if not download:
+        raise FileNotFoundError(
+            f"{DATASET_NAME}/{config} is not prepared in {builder.data_dir} and download=False: "
+            "call load(..., download=True), with manual_dir=DIR holding NIST's files to prepare "
+            f"offline, or run `tfds build {DATASET_NAME} --imports emnist_idx --config {config} "
+            "--manual_dir DIR`")
+    if announce:
+        announce(f"Preparing {DATASET_NAME}/{config} in {builder.data_dir}"
+                 + (f" from {manual_dir}" if manual_dir else ""))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=os.fspath(manual) if manual else None))
+    return builder
