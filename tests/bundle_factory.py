@@ -13,10 +13,14 @@ from emnist_idx import configs
 from emnist_idx._format.idx import write_idx
 from emnist_idx.synthetic import mapping_text
 
+REPO = Path(__file__).resolve().parent.parent
+DUMMY_DATA = REPO / "dummy_data"  # the committed bundle: gzip.zip and its extracted gzip/ folder
+DUMMY_GZIP = DUMMY_DATA / "gzip"
+
 
 def upright_l_glyph() -> np.ndarray:
     """A 28x28 "L": ink down the left and along the bottom, asymmetric under transposition."""
-    image = np.zeros((28, 28), dtype=np.uint8)
+    image = np.zeros(configs.IMAGE_SHAPE[:2], dtype=np.uint8)
     image[4:24, 6:9] = 255
     image[21:24, 6:21] = 200
     return image
@@ -25,21 +29,21 @@ def upright_l_glyph() -> np.ndarray:
 def random_upright_images(count: int, seed: int) -> np.ndarray:
     """Distinct, sparse images (most pixels 0) so that gzip has something realistic to do."""
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(count, 28, 28), dtype=np.uint8)
-    images[rng.random((count, 28, 28)) < 0.7] = 0
+    images = rng.integers(0, 256, size=(count, *configs.IMAGE_SHAPE[:2]), dtype=np.uint8)
+    images[rng.random((count, *configs.IMAGE_SHAPE[:2])) < 0.7] = 0
     return images
 
 
-def write_config(directory: Path, config: str, parts: dict[str, tuple[np.ndarray, np.ndarray]],
+def write_config(directory: Path, config: str, splits: dict[str, tuple[np.ndarray, np.ndarray]],
                 gz: bool = True) -> Path:
     """Writes a config's four IDX files (images transposed, as NIST does) and its mapping file.
 
-    ``parts`` maps "train"/"test" to (upright images, labels in the file's numbering).
+    ``splits`` maps "train"/"test" to (upright images, labels in the file's numbering).
     """
     directory.mkdir(parents=True, exist_ok=True)
-    for part, (images, labels) in parts.items():
-        write_idx(_name(directory, configs.image_file(config, part), gz), images.transpose(0, 2, 1))
-        write_idx(_name(directory, configs.label_file(config, part), gz), labels.astype(np.uint8))
+    for split, (images, labels) in splits.items():
+        write_idx(_name(directory, configs.image_file(config, split), gz), images.transpose(0, 2, 1))
+        write_idx(_name(directory, configs.label_file(config, split), gz), labels.astype(np.uint8))
     (directory / configs.mapping_file(config)).write_text(mapping_text(config))
     return directory
 
@@ -49,23 +53,15 @@ def default_splits(config: str, train: int = 40, test: int = 12, seed: int = 0
     """Random images with every class present, labels in the file's numbering."""
     num_classes = len(configs.CLASS_NAMES[config])
     first = configs.FIRST_LABEL[config]
-    parts = {}
-    for offset, (part, count) in enumerate((("train", train), ("test", test))):
+    splits = {}
+    for offset, (split, count) in enumerate((("train", train), ("test", test))):
         labels = (np.arange(count) % num_classes + first).astype(np.uint8)
-        parts[part] = (random_upright_images(count, seed + offset), labels)
-    return parts
+        splits[split] = (random_upright_images(count, seed + offset), labels)
+    return splits
 
 
 def _name(directory: Path, gz_name: str, gz: bool) -> Path:
     return directory / (gz_name if gz else gz_name[: -len(".gz")])
-
-
-def split_file_names(config: str) -> list[str]:
-    """NIST's five file names for a config."""
-    names = [configs.mapping_file(config)]
-    for part in configs.SPLITS:
-        names += [configs.image_file(config, part), configs.label_file(config, part)]
-    return names
 
 
 def zip_folder(folder: Path, zip_path: Path) -> Path:
@@ -79,14 +75,14 @@ def zip_folder(folder: Path, zip_path: Path) -> Path:
 def copy_config(source_folder: Path, config: str, destination: Path) -> Path:
     """Copies one config's five files (NIST names) into ``destination``."""
     destination.mkdir(parents=True, exist_ok=True)
-    for name in split_file_names(config):
+    for name in configs.file_names(config):
         shutil.copy(source_folder / name, destination / name)
     return destination
 
 
 def _gunzip_into(source: Path, destination: Path, config: str, dotted: bool = False) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
-    for name in split_file_names(config):
+    for name in configs.file_names(config):
         target = name[:-3] if name.endswith(".gz") else name
         if dotted:
             target = target.replace("-idx", ".idx")

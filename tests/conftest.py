@@ -22,8 +22,8 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 import emnist_idx  # noqa: E402,F401 - registers the emnist_idx builder
 from emnist_idx import configs  # noqa: E402
+from tests.bundle_factory import DUMMY_GZIP  # noqa: E402
 
-DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
 
 
 @pytest.fixture(scope="session")

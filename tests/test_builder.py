@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import tensorflow_datasets as tfds
 
 from emnist_idx import emnist_idx_dataset_builder
+from tests.bundle_factory import DUMMY_DATA
 
-DUMMY_DATA = Path(__file__).resolve().parent.parent / "dummy_data"
 
 
 class _EmnistIdxTestCase(tfds.testing.DatasetBuilderTestCase):

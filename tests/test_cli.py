@@ -20,10 +20,10 @@ from emnist_idx import configs
 from emnist_idx.commands import cli, grid
 from emnist_idx.commands import build
 from emnist_idx._format.idx import read_idx, write_idx
+from tests.bundle_factory import DUMMY_DATA as DUMMY
+from tests.bundle_factory import DUMMY_GZIP as GZIP
+from tests.bundle_factory import REPO
 
-REPO = Path(__file__).resolve().parents[1]
-DUMMY = REPO / "dummy_data"
-GZIP = DUMMY / "gzip"
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -250,8 +250,6 @@ def test_demo_without_dummy_data_asks_for_manual_dir(tmp_path, monkeypatch, caps
 
 
 def test_keras_example_runs(tmp_path, monkeypatch, capsys):
-    if not hasattr(emnist_idx, "load"):
-        pytest.skip("emnist_idx.load is not exported yet")
     monkeypatch.setattr(sys, "argv", ["train_keras.py", "--manual_dir", str(DUMMY),
                                       "--data_dir", str(tmp_path), "--epochs", "1"])
     runpy.run_path(str(REPO / "examples" / "train_keras.py"), run_name="__main__")

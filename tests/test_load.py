@@ -16,7 +16,8 @@ import tensorflow_datasets as tfds
 
 from emnist_idx import configs
 from emnist_idx._pipeline import memory_cache, reading
-from emnist_idx._pipeline.loading import class_names, load, load_numpy
+from emnist_idx import class_names
+from emnist_idx._pipeline.loading import load, load_numpy
 
 TRAIN, TEST = 1128, 282  # dummy balanced: 24 train and 6 test examples for each of 47 classes
 NUM_CLASSES = 47

@@ -19,12 +19,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import emnist_idx
 from emnist_idx import IdxFormatError, configs
 from emnist_idx._prepare import downloads
-from emnist_idx._format.idx import read_idx, write_idx
+from emnist_idx._format.idx import encode_header, read_idx, write_idx
 
-from bundle_factory import (copy_config, default_splits, every_source_shape, upright_l_glyph,
-                            write_config)
+from tests.bundle_factory import (DUMMY_GZIP, copy_config, default_splits, every_source_shape,
+                                  upright_l_glyph, write_config)
 
-DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
 
 
 def _prepare(config: str, manual_dir: Path, data_dir: Path, **kwargs) -> tfds.core.DatasetBuilder:
@@ -214,7 +213,7 @@ def _truncate(path: Path) -> None:
 def _add_trailing_record(path: Path) -> None:
     """Header says 40 images, the gzip stream holds 41: only seen after the shard is written."""
     images = read_idx(path)
-    header = bytes([0, 0, 8, 3]) + np.array(images.shape, dtype=">u4").tobytes()
+    header = encode_header(np.uint8, images.shape)
     path.write_bytes(gzip.compress(header + images.tobytes() + images[:1].tobytes()))
 
 
@@ -319,6 +318,9 @@ def test_unreachable_host_is_reported_without_retries() -> None:
 
 
 def test_package_exports() -> None:
-    assert set(emnist_idx.__all__) <= set(dir(emnist_idx))
+    for name in emnist_idx.__all__:  # each public name resolves (lazy ones import their module)
+        assert getattr(emnist_idx, name) is not None, name
+    assert callable(emnist_idx.load) and callable(emnist_idx.load_numpy)
+    assert emnist_idx.class_names("digits") == list("0123456789")
     assert emnist_idx.__version__
     assert "emnist_idx" in tfds.list_builders()

@@ -11,7 +11,7 @@ from emnist_idx import configs
 from emnist_idx._format.idx import read_idx
 from emnist_idx._format.sources import candidate_names, find_config_files
 
-from bundle_factory import default_splits, every_source_shape, write_config, zip_folder
+from tests.bundle_factory import default_splits, every_source_shape, write_config, zip_folder
 
 CONFIG = "digits"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from emnist_idx.configs import (
 )
 from emnist_idx._format.idx import read_header, read_idx
 from emnist_idx._format.mapping import read_mapping
+from tests.bundle_factory import DUMMY_DATA
 from emnist_idx.synthetic import (
     FULL_COUNTS,
     file_seed,
@@ -31,7 +31,6 @@ from emnist_idx.synthetic import (
     write_config_files,
 )
 
-DUMMY_DIR = Path(__file__).resolve().parent.parent / "dummy_data"
 
 
 def _ink_halves(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -224,7 +223,7 @@ def test_full_counts_match_nist():
 
 
 def _load_dummy_script():
-    spec = importlib.util.spec_from_file_location("make_dummy_data", DUMMY_DIR / "make_dummy_data.py")
+    spec = importlib.util.spec_from_file_location("make_dummy_data", DUMMY_DATA / "make_dummy_data.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -235,7 +234,7 @@ def test_dummy_data_is_complete_and_up_to_date(tmp_path):
     script = _load_dummy_script()
     assert set(script.COUNTS) == set(CONFIGS)
     write_bundle(tmp_path, script.COUNTS, seed=script.SEED, make_zip=False, compresslevel=1)
-    with zipfile.ZipFile(DUMMY_DIR / "gzip.zip") as archive:
+    with zipfile.ZipFile(DUMMY_DATA / "gzip.zip") as archive:
         members = set(archive.namelist())
     for config, (train_count, test_count) in script.COUNTS.items():
         assert train_count >= 2 * len(CLASS_NAMES[config]) and test_count >= 2 * len(CLASS_NAMES[config])
@@ -243,7 +242,7 @@ def test_dummy_data_is_complete_and_up_to_date(tmp_path):
             label_file(config, fs) for fs in SPLITS]
         for name in names:
             assert f"gzip/{name}" in members
-            assert np.array_equal(read_idx(DUMMY_DIR / "gzip" / name), read_idx(tmp_path / "gzip" / name)), (
+            assert np.array_equal(read_idx(DUMMY_DATA / "gzip" / name), read_idx(tmp_path / "gzip" / name)), (
                 f"{name} is stale: run python dummy_data/make_dummy_data.py")
         assert f"gzip/{mapping_file(config)}" in members
-        assert read_mapping(DUMMY_DIR / "gzip" / mapping_file(config)) == list(CLASS_NAMES[config])
+        assert read_mapping(DUMMY_DATA / "gzip" / mapping_file(config)) == list(CLASS_NAMES[config])

@@ -1,0 +1,85 @@
+"""The shard writer: TFDS's shard plan, its background reader thread, and shards TFDS can read."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+from tensorflow_datasets.core import file_adapters, naming
+from tensorflow_datasets.core.utils import shard_utils
+
+from emnist_idx import configs
+from emnist_idx._prepare import shard_writer
+from emnist_idx._prepare.records import RecordEncoder
+
+
+@pytest.mark.parametrize("num_examples", [1, 1000, 112_800, 697_932])
+def test_plan_follows_tfds_rule_and_covers_every_example(num_examples: int) -> None:
+    shards = shard_writer.plan_shards(num_examples, 822)
+    expected = shard_utils.ShardConfig.calculate_number_shards(
+        total_size=num_examples * 822, num_examples=num_examples)
+    assert len(shards) == expected
+    assert [start for start, _ in shards[1:]] == [stop for _, stop in shards[:-1]]
+    assert (shards[0][0], shards[-1][1]) == (0, num_examples)
+
+
+def test_prefetch_re_raises_the_reader_error_in_the_consumer() -> None:
+    def failing():
+        yield 1
+        raise OSError("disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for item in shard_writer._prefetched(failing()):
+            got.append(item)
+    assert got == [1]
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops_early() -> None:
+    produced = []
+
+    def endless():
+        for item in range(10**9):
+            produced.append(item)
+            yield item
+
+    before = threading.active_count()
+    items = shard_writer._prefetched(endless(), depth=2)
+    assert [next(items), next(items)] == [0, 1]
+    items.close()  # what happens when the consumer raises or breaks out
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    assert len(produced) <= 2 + 2 + 1  # consumed + queue depth + the one blocked in put
+
+
+def test_written_split_reads_back_in_order_with_its_shard_lengths(tmp_path: Path) -> None:
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=configs.IMAGE_SHAPE, dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.BYTES),
+        "label": tfds.features.ClassLabel(num_classes=10),
+    })
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(300, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=300)
+    template = naming.ShardedFileTemplate(data_dir=tmp_path, dataset_name="toy", split="train",
+                                          filetype_suffix="tfrecord")
+    info = shard_writer.write_split(
+        split_name="train", labels=labels,
+        read_images=lambda start, stop: (images[i:min(i + 64, stop)] for i in range(start, stop, 64)),
+        encoder=RecordEncoder(features), filename_template=template,
+        file_format=file_adapters.FileFormat.TFRECORD)
+    assert sum(info.shard_lengths) == 300
+    files = sorted(tmp_path.glob("toy-train.tfrecord-*"))
+    assert len(files) == len(info.shard_lengths)
+    records = [r.numpy() for r in tf.data.TFRecordDataset([str(f) for f in files])]
+    decoded = [features.deserialize_example_np(r) for r in records]
+    np.testing.assert_array_equal(np.stack([d["image"][..., 0] for d in decoded]), images)
+    np.testing.assert_array_equal([d["label"] for d in decoded], labels)
+    assert info.num_bytes == sum(f.stat().st_size for f in files)
