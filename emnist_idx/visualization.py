@@ -62,10 +62,10 @@ def show_examples(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     count = rows * cols
     if isinstance(ds_or_config, str):
-        from emnist_idx._pipeline.loading import _prepared_builder
+        from emnist_idx._prepare.preparing import prepared_builder
 
-        configs.check_config(ds_or_config)
-        builder = _prepared_builder(ds_or_config, data_dir, manual_dir, download)
+        builder = prepared_builder(ds_or_config, data_dir=data_dir, manual_dir=manual_dir,
+                                   download=download)
         info = info or builder.info
         ds_or_config = builder.as_dataset(split=split, as_supervised=True)
     if not isinstance(ds_or_config, tf.data.Dataset):
