@@ -15,7 +15,6 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from emnist_idx import configs
 from emnist_idx.commands import grid
 
 
