@@ -52,6 +52,9 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Imports the module of a TensorFlow-using name only when that name is used."""
     if name in _LAZY:
+        from emnist_idx._pipeline import quiet
+
+        quiet.quiet()  # before TensorFlow is imported: its C++ start-up lines depend on it
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'emnist_idx' has no attribute {name!r}")
 

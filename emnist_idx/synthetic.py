@@ -334,3 +334,32 @@ def _write_zip(path: Path, folder: Path, members: Sequence[str]) -> None:
             info.file_size = source.stat().st_size
             with open(source, "rb") as stream, archive.open(info, "w") as member:
                 shutil.copyfileobj(stream, member, 1 << 22)
+
+
+# The bundle in a checkout's dummy_data/ (dummy_data/make_dummy_data.py writes it; `emnist-idx demo`
+# makes the config it needs when there is no ./dummy_data): (train, test) examples per class.
+DUMMY_SEED = 20170517  # EMNIST's arXiv submission date
+DUMMY_PER_CLASS = {
+    "byclass": (4, 2),
+    "bymerge": (4, 2),
+    "balanced": (24, 6),
+    "letters": (4, 2),
+    "digits": (4, 2),
+    "mnist": (4, 2),
+}
+DUMMY_COUNTS = {
+    config: (train * len(CLASS_NAMES[config]), test * len(CLASS_NAMES[config]))
+    for config, (train, test) in DUMMY_PER_CLASS.items()
+}
+DUMMY_COMPRESSLEVEL = 9
+
+
+def write_dummy_config(directory: str | os.PathLike, config: str) -> Path:
+    """Writes ``config``'s files of the dummy_data bundle into ``directory``; returns it.
+
+    The files are byte for byte those in a checkout's ``dummy_data/gzip/``.
+    """
+    check_config(config)
+    write_config_files(directory, config, *DUMMY_COUNTS[config], seed=DUMMY_SEED,
+                       compresslevel=DUMMY_COMPRESSLEVEL)
+    return Path(directory)

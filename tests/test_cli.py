@@ -216,7 +216,7 @@ def test_show_writes_upright_grid_of_expected_size(tmp_path, capsys):
 
 def test_show_rejects_bad_values(tmp_path, capsys):
     code, _, err = run_cli(capsys, "show", "letters", "-n", 0, "--data_dir", tmp_path)
-    assert code == 1 and "-n must be at least 1" in err
+    assert code == 2 and "argument -n/--count: must be at least 1, got 0" in err
     code, _, err = run_cli(capsys, "show", "letterz")
     assert code == 2 and "invalid choice" in err
 
@@ -238,15 +238,20 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert "Wrote out/demo.png: 48 test images" in out
 
 
-def test_demo_without_dummy_data_asks_for_manual_dir(tmp_path, monkeypatch, capsys):
+def test_demo_without_dummy_data_generates_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(capsys, "demo", "--epochs", 1)
-    assert code == 1
-    assert len(error_lines(err)) == 1 and "pass --manual_dir DIR" in err
+    code, out, err = run_cli(capsys, "demo", "--config", "digits", "--epochs", 1, "-o", "d.png")
+    assert code == 0, err
+    generated = re.search(r"No ./dummy_data in .*: generating the same synthetic digits files with "
+                          r"emnist_idx.synthetic into (\S+) \(temporary, removed at the end\)", out)
+    assert generated, out
+    assert f"emnist-idx demo: EMNIST digits from {generated[1]} (synthetic glyphs" in out
+    assert re.search(r"Test accuracy: [\d.]+% on 20 test images \(chance: 10\.0%", out), out
+    assert not Path(generated[1]).exists()
+    with Image.open(tmp_path / "d.png") as picture:
+        assert picture.size == (4 + 8 * 88, 4 + 3 * 118)  # the 20 test images, 8 a row
     code, _, err = run_cli(capsys, "demo", "--manual_dir", tmp_path / "nowhere")
     assert code == 1 and f"manual dir {tmp_path / 'nowhere'} does not exist" in err
-    code, _, err = run_cli(capsys, "demo", "--epochs", 0)
-    assert code == 1 and "--epochs must be at least 1" in err
 
 
 def test_keras_example_runs(tmp_path, monkeypatch, capsys):
@@ -260,7 +265,7 @@ def test_keras_example_runs(tmp_path, monkeypatch, capsys):
 # --- build ---
 
 def test_build_command_line():
-    tfds_prefix = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build"]
+    tfds_prefix = [sys.executable, "-c", build._LAUNCH_TFDS, "build"]
     assert build.tfds_command(["letters", "digits", "--manual_dir", "x"]) == [
         *tfds_prefix, "emnist_idx/letters", "emnist_idx/digits", "--imports", "emnist_idx",
         "--manual_dir", "x"]
@@ -270,7 +275,9 @@ def test_build_command_line():
 
 def test_build_prepares_through_tfds(tmp_path, capfd):
     code = cli.main(["build", "mnist", "--manual_dir", str(DUMMY), "--data_dir", str(tmp_path)])
-    assert code == 0, capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert "Variant folder" not in err and "apitools not found" not in err, err
     assert (tmp_path / "emnist_idx" / "mnist" / "1.0.0" / "dataset_info.json").is_file()
     assert not (tmp_path / "emnist_idx" / "digits").exists()
 
@@ -285,11 +292,21 @@ def test_help_for_each_command(command, capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["verify"], ["inspect"],
-                                  ["inspect", "--bogus", "x.gz"], ["demo", "--epochs", "many"]])
+                                  ["inspect", "--bogus", "x.gz"], ["demo", "--epochs", "many"],
+                                  ["demo", "--epochs", "0"], ["show", "digits", "-n", "0"],
+                                  ["show", "digits", "--columns", "-1"]])
 def test_usage_errors_exit_2(argv, capsys):
     code, _, err = run_cli(capsys, *argv)
     assert code == 2
     assert "usage: emnist-idx" in err
+
+
+def test_build_help_names_emnist_idx(capfd):
+    assert cli.main(["build", "--help"]) == 0
+    out, err = capfd.readouterr()
+    assert out.startswith("usage: emnist-idx build [CONFIG...]")
+    assert "\nusage: emnist-idx build [-h]" in out and "main.py" not in out
+    assert "apitools" not in err
 
 
 def test_console_script(tmp_path):

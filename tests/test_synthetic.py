@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import zipfile
 
 import numpy as np
@@ -22,6 +21,8 @@ from emnist_idx._format.idx import read_header, read_idx
 from emnist_idx._format.mapping import read_mapping
 from tests.bundle_factory import DUMMY_DATA
 from emnist_idx.synthetic import (
+    DUMMY_COUNTS,
+    DUMMY_SEED,
     FULL_COUNTS,
     file_seed,
     iter_glyphs,
@@ -29,6 +30,7 @@ from emnist_idx.synthetic import (
     render_glyphs,
     write_bundle,
     write_config_files,
+    write_dummy_config,
 )
 
 
@@ -222,21 +224,13 @@ def test_full_counts_match_nist():
     }
 
 
-def _load_dummy_script():
-    spec = importlib.util.spec_from_file_location("make_dummy_data", DUMMY_DATA / "make_dummy_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dummy_data_is_complete_and_up_to_date(tmp_path):
     """The committed dummy data is what make_dummy_data.py writes with today's generator."""
-    script = _load_dummy_script()
-    assert set(script.COUNTS) == set(CONFIGS)
-    write_bundle(tmp_path, script.COUNTS, seed=script.SEED, make_zip=False, compresslevel=1)
+    assert set(DUMMY_COUNTS) == set(CONFIGS)
+    write_bundle(tmp_path, DUMMY_COUNTS, seed=DUMMY_SEED, make_zip=False, compresslevel=1)
     with zipfile.ZipFile(DUMMY_DATA / "gzip.zip") as archive:
         members = set(archive.namelist())
-    for config, (train_count, test_count) in script.COUNTS.items():
+    for config, (train_count, test_count) in DUMMY_COUNTS.items():
         assert train_count >= 2 * len(CLASS_NAMES[config]) and test_count >= 2 * len(CLASS_NAMES[config])
         names = [image_file(config, fs) for fs in SPLITS] + [
             label_file(config, fs) for fs in SPLITS]
@@ -246,3 +240,13 @@ def test_dummy_data_is_complete_and_up_to_date(tmp_path):
                 f"{name} is stale: run python dummy_data/make_dummy_data.py")
         assert f"gzip/{mapping_file(config)}" in members
         assert read_mapping(DUMMY_DATA / "gzip" / mapping_file(config)) == list(CLASS_NAMES[config])
+
+
+@pytest.mark.parametrize("config", ["letters", "digits"])
+def test_write_dummy_config_rebuilds_dummy_data_byte_for_byte(tmp_path, config):
+    """What `emnist-idx demo` generates without ./dummy_data: the committed files, exactly."""
+    written = sorted(path.name for path in write_dummy_config(tmp_path, config).iterdir())
+    assert written == sorted([mapping_file(config)] + [
+        name(config, split) for split in SPLITS for name in (image_file, label_file)])
+    for name in written:
+        assert (tmp_path / name).read_bytes() == (DUMMY_DATA / "gzip" / name).read_bytes(), name

@@ -4,7 +4,10 @@ TFDS's tools can walk, the `tfds new` files, show_examples(). Data: dummy_data, 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -155,3 +158,36 @@ def test_show_examples_bad_arguments(data_dir: str) -> None:
         emnist_idx.show_examples("emnist", data_dir=data_dir)
     with pytest.raises(TypeError, match="config name or a tf.data.Dataset"):
         emnist_idx.show_examples(np.zeros((2, 28, 28)))
+
+
+# --- quiet by default, clear errors ---
+
+def test_load_with_a_missing_manual_dir_says_so(tmp_path: Path) -> None:
+    missing = tmp_path / "nope"
+    with pytest.raises(FileNotFoundError, match=f"manual_dir {missing} does not exist"):
+        load("digits", data_dir=str(tmp_path / "data"), manual_dir=str(missing))
+    assert not (tmp_path / "data" / "emnist_idx" / "digits").exists()
+
+
+def test_load_is_quiet_but_real_warnings_still_show(tmp_path: Path, manual_dir: Path) -> None:
+    script = (
+        "import emnist_idx, logging, tensorflow_datasets as tfds\n"
+        "from absl import logging as absl_logging\n"
+        f"data_dir, manual_dir = {str(tmp_path)!r}, {str(manual_dir)!r}\n"
+        "batches = emnist_idx.load('digits', data_dir=data_dir, manual_dir=manual_dir)\n"
+        "print(sum(int(len(y)) for _, y in batches))\n"
+        "print(len(list(tfds.load('emnist_idx/digits', split='test', data_dir=data_dir))))\n"
+        "import apache_beam\n"
+        "absl_logging.warning('Variant folder is a real warning of a user')\n"
+        "logging.warning('a real warning')\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-2:] == ["40", "20"]
+    for noise in ("oneDNN", "cpu_feature_guard", "FeatureConnector.dtype", "has no dataset_info",
+                  "apitools not found"):
+        assert noise not in done.stderr, done.stderr
+    assert "Variant folder is a real warning of a user" in done.stderr
+    assert "WARNING:root:a real warning" in done.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import zipfile
@@ -58,3 +59,14 @@ def prepare(config: str, data_dir: str | os.PathLike | None, manual_dir: str | o
 
     return prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
                             announce=lambda line: print(line, flush=True))
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type`` for counts: a bad value is a usage error (exit 2), not a data error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

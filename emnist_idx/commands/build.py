@@ -9,7 +9,11 @@ import sys
 from emnist_idx import configs
 
 NAME = "build"
-_TFDS = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main", "build"]
+# tfds's own CLI, named emnist-idx in its usage lines and without the known noise (quiet.py).
+_LAUNCH_TFDS = ("import sys; sys.argv[0] = 'emnist-idx'; "
+                "from emnist_idx._pipeline import quiet; quiet.quiet(); "
+                "from tensorflow_datasets.scripts.cli.main import launch_cli; launch_cli()")
+_TFDS = [sys.executable, "-c", _LAUNCH_TFDS, "build"]
 _DESCRIPTION = f"""\
 Runs `tfds build emnist_idx --imports emnist_idx [ARGS...]`, passing every argument on.
 Leading config names ({', '.join(configs.CONFIGS)})

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from emnist_idx.commands import demo
 from emnist_idx.commands import build, inspect, show, verify
 from emnist_idx.commands._common import PROG, CommandError, error
+from emnist_idx._pipeline import quiet
 from emnist_idx.errors import IdxFormatError
 from emnist_idx.version import __version__
 
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``emnist-idx`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    quiet.drop_known_noise()
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)

@@ -1,8 +1,10 @@
 """``emnist-idx demo``: prepare a config, train a small Keras CNN on it, draw its test predictions.
 
 By default the data is the synthetic ``dummy_data/`` bundle of a checkout (glyphs drawn from a font,
-not NIST's handwriting), so the demo runs in about a minute on a laptop CPU; pass ``--manual_dir``
-with NIST's files to run it on EMNIST itself.
+not NIST's handwriting), so the demo runs in about a minute on a laptop CPU. Outside a checkout (an
+installed wheel, any folder) the same bundle's config is generated into a temporary folder with
+``emnist_idx.synthetic``, in about a second. Pass ``--manual_dir`` with NIST's files to run it on
+EMNIST itself.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emnist_idx import configs
+from emnist_idx import configs, synthetic
 from emnist_idx.commands import grid
-from emnist_idx.commands._common import CommandError, add_data_dir_args, prepare
+from emnist_idx.commands._common import add_data_dir_args, positive_int, prepare
 
 NAME = "demo"
 DUMMY_DIR = "dummy_data"
@@ -45,45 +47,47 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         NAME,
         help="train a small CNN on dummy_data (or NIST's files) and draw its test predictions",
-        description="Prepares a config (from ./dummy_data by default: synthetic glyphs, not NIST's "
+        description="Prepares a config (from ./dummy_data by default, else the same synthetic "
+                    "bundle generated into a temporary folder: glyphs drawn from a font, not NIST's "
                     "handwriting), trains a small Keras CNN on its train split through "
                     "emnist_idx.load, prints the test accuracy and writes a PNG of upright test "
                     "images with predicted and true labels (green when right, red when wrong).",
     )
     add_data_dir_args(parser,
                       manual_help=f"NIST's EMNIST files (gzip.zip or its gzip/ folder); default: "
-                                  f"./{DUMMY_DIR} when the current directory has one",
+                                  f"./{DUMMY_DIR} when the current directory has one, else the "
+                                  "same synthetic files generated into a temporary folder",
                       data_help="where to prepare the dataset (default: a temporary directory, "
                                 "removed at the end)")
     parser.add_argument("--config", default=configs.DEFAULT_CONFIG, choices=configs.CONFIGS,
                         help=f"EMNIST config (default: {configs.DEFAULT_CONFIG})")
-    parser.add_argument("--epochs", type=int,
+    parser.add_argument("--epochs", type=positive_int,
                         help=f"training epochs (default: {EPOCHS['small']} for a train split under "
                              f"{SMALL_TRAIN_SPLIT:,} images such as dummy_data's, else "
                              f"{EPOCHS['large']})")
-    parser.add_argument("--output", default="demo.png", metavar="PNG",
+    parser.add_argument("-o", "--output", default="demo.png", metavar="PNG",
                         help="picture of test predictions to write (default: demo.png)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.epochs is not None and args.epochs < 1:
-        raise CommandError(f"--epochs must be at least 1, got {args.epochs}")
     run_demo(args.config, manual_dir=args.manual_dir, data_dir=args.data_dir, epochs=args.epochs,
              output=args.output, seed=args.seed)
     return 0
 
 
-def default_manual_dir() -> Path:
+def default_manual_dir() -> Path | None:
     """``./dummy_data`` when the current directory has it."""
     candidate = Path.cwd() / DUMMY_DIR
-    if candidate.is_dir():
-        return candidate
-    raise CommandError(
-        f"no ./{DUMMY_DIR} in {Path.cwd()}: run the demo from a checkout of emnist_idx, or pass "
-        f"--manual_dir DIR with NIST's EMNIST files (gzip.zip from {configs.BUNDLE_URL}, or its "
-        "extracted gzip/ folder)"
-    )
+    return candidate if candidate.is_dir() else None
+
+
+def _generated_manual_dir(config: str, stack: contextlib.ExitStack) -> Path:
+    """``config``'s files of the dummy_data bundle, generated into a folder removed at the end."""
+    folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="emnist_idx_demo-files-")))
+    print(f"No ./{DUMMY_DIR} in {Path.cwd()}: generating the same synthetic {config} files with "
+          f"emnist_idx.synthetic into {folder} (temporary, removed at the end)", flush=True)
+    return synthetic.write_dummy_config(folder, config)
 
 
 def run_demo(
@@ -106,13 +110,14 @@ def run_demo(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     manual = Path(manual_dir).expanduser() if manual_dir else default_manual_dir()
-    if not manual.exists():
+    if manual is not None and not manual.exists():
         raise FileNotFoundError(f"manual dir {manual} does not exist: pass the directory (or the "
                                 "gzip.zip) holding NIST's EMNIST files")
-    synthetic = manual_dir is None
-    print(f"emnist-idx demo: EMNIST {config} from {manual}"
-          + (" (synthetic glyphs, not NIST's handwriting)" if synthetic else ""))
     with contextlib.ExitStack() as stack:
+        if manual is None:
+            manual = _generated_manual_dir(config, stack)
+        print(f"emnist-idx demo: EMNIST {config} from {manual}"
+              + (" (synthetic glyphs, not NIST's handwriting)" if manual_dir is None else ""))
         if data_dir is None:
             data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="emnist_idx_demo-"))
             print(f"Data dir: {data_dir} (temporary, removed at the end; pass --data_dir to keep "

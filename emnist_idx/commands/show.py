@@ -8,7 +8,7 @@ import numpy as np
 
 from emnist_idx import configs
 from emnist_idx.commands import grid
-from emnist_idx.commands._common import CommandError, add_data_dir_args, prepare
+from emnist_idx.commands._common import add_data_dir_args, positive_int, prepare
 
 NAME = "show"
 
@@ -25,11 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"one of {', '.join(configs.CONFIGS)}")
     parser.add_argument("--split", default="test", choices=configs.SPLITS,
                         help="train or test (default: test)")
-    parser.add_argument("-n", "--count", type=int, default=64, metavar="N",
+    parser.add_argument("-n", "--count", type=positive_int, default=64, metavar="N",
                         help="number of examples (default: 64)")
     parser.add_argument("-o", "--output", default="grid.png", metavar="PNG",
                         help="PNG file to write (default: grid.png)")
-    parser.add_argument("--columns", type=int, metavar="C",
+    parser.add_argument("--columns", type=positive_int, metavar="C",
                         help="images per row (default: a near-square grid)")
     add_data_dir_args(parser,
                       manual_help="where NIST's files are, to prepare the config if it is not "
@@ -38,10 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.count < 1:
-        raise CommandError(f"-n must be at least 1, got {args.count}")
-    if args.columns is not None and args.columns < 1:
-        raise CommandError(f"--columns must be at least 1, got {args.columns}")
     images, labels, names = samples(args.config, args.split, args.count, args.data_dir, args.manual_dir)
     path = grid.save_grid(args.output, images, [names[label] for label in labels],
                           columns=args.columns)
