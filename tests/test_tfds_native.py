@@ -18,8 +18,8 @@ import emnist_idx
 from emnist_idx import configs
 from emnist_idx._format.idx import read_idx
 from emnist_idx._pipeline.loading import load
+from tests.bundle_factory import DUMMY_GZIP
 
-DUMMY_GZIP = Path(__file__).resolve().parent.parent / "dummy_data" / "gzip"
 PACKAGE = Path(emnist_idx.__file__).resolve().parent
 
 
@@ -164,7 +164,7 @@ def test_show_examples_bad_arguments(data_dir: str) -> None:
 
 def test_load_with_a_missing_manual_dir_says_so(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
-    with pytest.raises(FileNotFoundError, match=f"manual_dir {missing} does not exist"):
+    with pytest.raises(FileNotFoundError, match=f"manual dir {missing} does not exist"):
         load("digits", data_dir=str(tmp_path / "data"), manual_dir=str(missing))
     assert not (tmp_path / "data" / "emnist_idx" / "digits").exists()
 
