@@ -18,6 +18,7 @@ from typing import BinaryIO, Union
 
 import numpy as np
 
+from emnist_idx._format.files import MAX_DEFLATE_RATIO, open_regular, stream_size
 from emnist_idx.errors import IdxFormatError
 
 try:  # python-isal's igzip decompresses about twice as fast as the standard library.
@@ -47,9 +48,6 @@ DTYPE_BY_CODE: dict[int, np.dtype] = {
 _CODE_BY_KIND = {(dtype.kind, dtype.itemsize): code for code, dtype in DTYPE_BY_CODE.items()}
 _GZIP_MAGIC = b"\x1f\x8b"
 _MAX_RANK = 8
-# Deflate cannot expand data by more than ~1032:1, so a gzip file of C bytes holds at most this
-# many times C bytes; a header promising more is a lie we can reject before allocating anything.
-_MAX_DEFLATE_RATIO = 1032
 _READ_BLOCK = 1 << 22
 
 
@@ -121,11 +119,11 @@ class IdxReader:
 
     def _open(self, source: Source) -> BinaryIO:
         if isinstance(source, (str, os.PathLike)):
-            raw: BinaryIO = open(source, "rb")  # noqa: SIM115 - closed in close()
+            raw: BinaryIO = open_regular(source)
             self._owned.append(raw)
         else:
             raw = source
-        self._compressed_size = _remaining_size(raw)
+        self._compressed_size = stream_size(raw)
         raw, self.is_gzip = _sniff_gzip(raw)
         if not self.is_gzip:
             return raw
@@ -181,7 +179,7 @@ class IdxReader:
             found = self._compressed_size - header.size
             if found != header.payload_size:
                 raise self._size_error(found)
-        elif header.payload_size > _MAX_DEFLATE_RATIO * self._compressed_size:
+        elif header.payload_size > MAX_DEFLATE_RATIO * self._compressed_size:
             raise IdxFormatError(
                 self.name,
                 f"header promises {header.payload_size:,} payload bytes for shape {header.shape}, "
@@ -250,16 +248,6 @@ def _sniff_gzip(stream: BinaryIO) -> tuple[BinaryIO, bool]:
         return stream, head == _GZIP_MAGIC
     buffered = io.BufferedReader(stream)  # type: ignore[arg-type]
     return buffered, buffered.peek(2)[:2] == _GZIP_MAGIC
-
-
-def _remaining_size(stream: BinaryIO) -> int | None:
-    """Bytes left in a regular file or in-memory stream; None for other streams (zip members)."""
-    try:
-        if isinstance(stream, io.BytesIO):
-            return len(stream.getbuffer()) - stream.tell()
-        return os.fstat(stream.fileno()).st_size - stream.tell()
-    except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
-        return None
 
 
 def read_header(source: Source, name: str | None = None) -> IdxHeader:

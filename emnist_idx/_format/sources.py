@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from emnist_idx import configs
+from emnist_idx._format.files import check_regular, file_kind, open_member, open_regular
+from emnist_idx.errors import IdxFormatError
 
 BUNDLE_NAME = "gzip.zip"
 _SUBFOLDER = "gzip"
@@ -37,12 +39,17 @@ class SourceFile:
 
     @contextlib.contextmanager
     def open(self) -> Iterator[BinaryIO]:
-        """Opens the file (or zip member) for streaming binary reads."""
+        """Opens the file (or zip member) for streaming binary reads.
+
+        Raises IdxFormatError for a FIFO, device or directory, and for a zip member that is
+        encrypted, compressed other than stored or deflated, or declares impossible sizes.
+        """
         if self.member is None:
-            with open(self.path, "rb") as stream:
+            with open_regular(self.path) as stream:
                 yield stream
             return
-        with zipfile.ZipFile(self.path) as bundle, bundle.open(self.member) as stream:
+        with open_regular(self.path) as raw, zipfile.ZipFile(raw) as bundle, \
+                open_member(bundle, self.member, self.name) as stream:
             yield stream
 
 
@@ -99,8 +106,11 @@ class _Locator:
         self.directories: list[Path] = []
         self.zips: list[Path] = []
         for root in roots:
-            if root.is_file() and zipfile.is_zipfile(root):
+            if root.is_file() and _is_zip(root):
                 self.zips.append(root)
+            elif root.exists() and not root.is_dir():
+                raise IdxFormatError(root, f"is {file_kind(root.stat().st_mode)}, expected a "
+                                           "directory or a zip file")
             else:
                 self.directories += [root, root / _SUBFOLDER]
                 self.zips += _bundles_in(root)
@@ -110,7 +120,8 @@ class _Locator:
         names = candidate_names(gz_name)
         for directory in self.directories:
             for name in names:
-                if (directory / name).is_file():
+                if (directory / name).exists():
+                    check_regular(directory / name)  # a FIFO or folder by that name: say so now
                     return SourceFile(directory / name)
         for bundle in self.zips:
             members = self._zip_members(bundle)
@@ -137,8 +148,16 @@ def _bundles_in(directory: Path) -> list[Path]:
     """Zip files in a directory, NIST's gzip.zip first."""
     if not directory.is_dir():
         return []
-    zips = sorted(p for p in directory.iterdir() if p.suffix == ".zip" and p.is_file())
+    zips = sorted(p for p in directory.iterdir() if p.suffix == ".zip" and not p.is_dir())
+    for path in zips:
+        check_regular(path)
     return sorted(zips, key=lambda p: p.name != BUNDLE_NAME)
+
+
+def _is_zip(path: Path) -> bool:
+    """Whether a regular file is a zip (a FIFO or device is refused, never read)."""
+    with open_regular(path) as stream:
+        return zipfile.is_zipfile(stream)
 
 
 def _missing_message(config: str, missing: list[str], searched: list[str]) -> str:

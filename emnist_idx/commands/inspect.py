@@ -10,6 +10,7 @@ import numpy as np
 
 from emnist_idx.commands._common import FILE_ERRORS, PROGRESS_BYTES, error, progress
 from emnist_idx.errors import IdxFormatError
+from emnist_idx._format.files import check_regular
 from emnist_idx._format.idx import IdxReader
 from emnist_idx._format.mapping import read_label_mapping
 from emnist_idx._format.sources import SourceFile
@@ -38,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
     for path in args.files:
         try:
             sources = _expand(Path(path))
-        except (OSError, zipfile.BadZipFile) as exc:
-            print(f"{path}\n  FAILED: {exc}\n")
-            failures.append(f"{path}: {exc}")
+        except (IdxFormatError, OSError, zipfile.BadZipFile) as exc:
+            problem = exc.problem if isinstance(exc, IdxFormatError) else exc
+            print(f"{path}\n  FAILED: {problem}\n")
+            failures.append(f"{path}: {problem}")
             continue
         for source in sources:
             try:
@@ -63,6 +65,7 @@ def _expand(path: Path) -> list[SourceFile]:
     if path.is_dir():
         raise IsADirectoryError(f"a directory: pass files, or check a bundle with "
                                 f"`emnist-idx verify {path}`")
+    check_regular(path)  # a FIFO or device: refused at once, never read
     if path.suffix == ".zip" and zipfile.is_zipfile(path):
         with zipfile.ZipFile(path) as bundle:
             members = sorted(name for name in bundle.namelist() if not name.endswith("/"))
