@@ -10,9 +10,14 @@ import dataclasses
 import os
 from typing import BinaryIO, Union
 
+from emnist_idx._format.files import open_regular
 from emnist_idx.errors import IdxFormatError
 
 MappingSource = Union[str, os.PathLike, BinaryIO]
+# NIST's mapping files are under 1 KB; anything past this is not one (and is never read whole).
+MAX_MAPPING_BYTES = 64 << 10
+# Numbers longer than this are refused before conversion (a code point has at most 7 digits).
+_MAX_DIGITS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +33,13 @@ def read_label_mapping(source: MappingSource, name: str | None = None) -> LabelM
     name = name or (os.fspath(source) if isinstance(source, (str, os.PathLike))
                     else str(getattr(source, "name", "<stream>")))
     if isinstance(source, (str, os.PathLike)):
-        with open(source, "rb") as stream:
-            raw = stream.read()
+        with open_regular(source) as stream:
+            raw = stream.read(MAX_MAPPING_BYTES + 1)
     else:
-        raw = source.read()
+        raw = source.read(MAX_MAPPING_BYTES + 1)
+    if len(raw) > MAX_MAPPING_BYTES:
+        raise IdxFormatError(name, f"larger than {MAX_MAPPING_BYTES // 1024} KiB: a mapping file "
+                                   "has one short line per class and is under 1 KB")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError as exc:
@@ -46,6 +54,10 @@ def read_label_mapping(source: MappingSource, name: str | None = None) -> LabelM
         if len(fields) < 2 or not all(field.isdigit() for field in fields):
             raise IdxFormatError(name, f"line {line_number}: expected a label and one or more decimal "
                                        f"code points, found {line.strip()!r}")
+        longest = max(fields, key=len)
+        if len(longest) > _MAX_DIGITS:
+            raise IdxFormatError(name, f"line {line_number}: a number of {len(longest):,} digits, "
+                                       f"expected labels and code points of at most {_MAX_DIGITS}")
         label, *code_points = (int(field) for field in fields)
         if labels and label != labels[-1] + 1:
             expected = labels[-1] + 1

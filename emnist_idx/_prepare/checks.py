@@ -13,13 +13,15 @@ from emnist_idx._format.idx import IdxHeader, IdxReader
 from emnist_idx._format.mapping import read_label_mapping
 from emnist_idx._format.sources import SourceFile, ConfigFiles
 
+_LABELS_PER_CHUNK = 1 << 20
+
 
 @dataclasses.dataclass(frozen=True)
 class CheckedSplit:
     """One of a config's splits (train or test): its images file and its labels, already 0-based."""
 
     images: SourceFile
-    labels: np.ndarray  # int64 class ids 0..num_classes-1
+    labels: np.ndarray  # uint8 class ids 0..num_classes-1
 
     @property
     def count(self) -> int:
@@ -58,7 +60,13 @@ def check_image_header(source: SourceFile) -> IdxHeader:
 
 
 def read_labels(source: SourceFile, config: str, image_count: int, images_name: str) -> np.ndarray:
-    """Reads a labels file in full and returns 0-based class ids, checked against the images."""
+    """Returns a labels file's 0-based class ids (uint8), checked against the images and the config.
+
+    The header (dtype, shape, count, size bound) is checked before any payload is read; labels are
+    then range-checked chunk by chunk into one uint8 array, so memory stays at one byte per label.
+    """
+    first = configs.FIRST_LABEL[config]
+    num_classes = len(configs.CLASS_NAMES[config])
     with source.open() as stream, IdxReader(stream, source.name) as reader:
         header = reader.header
         if header.dtype != np.uint8 or len(header.shape) != 1:
@@ -73,20 +81,20 @@ def read_labels(source: SourceFile, config: str, image_count: int, images_name: 
                 f"header says {header.count:,} labels, images file {images_name} has "
                 f"{image_count:,} images",
             )
-        raw = reader.read()
-        reader.finish()
-    first = configs.FIRST_LABEL[config]
-    num_classes = len(configs.CLASS_NAMES[config])
-    if raw.size:
-        low, high = int(raw.min()), int(raw.max())
-        if low < first or high >= first + num_classes:
-            bad = int(np.flatnonzero((raw < first) | (raw >= first + num_classes))[0])
-            raise IdxFormatError(
-                source.name,
-                f"label {int(raw[bad])} at index {bad} is not a class of EMNIST {config}: "
-                f"expected {first} to {first + num_classes - 1}",
-            )
-    return raw.astype(np.int64) - first
+        labels = np.empty(header.count, dtype=np.uint8)
+        position = 0
+        for chunk in reader.chunks(_LABELS_PER_CHUNK):
+            bad = np.flatnonzero((chunk < first) | (chunk >= first + num_classes))
+            if bad.size:
+                raise IdxFormatError(
+                    source.name,
+                    f"label {int(chunk[bad[0]])} at index {position + int(bad[0])} is not a class of "
+                    f"EMNIST {config}: expected {first} to {first + num_classes - 1}",
+                )
+            labels[position : position + len(chunk)] = chunk
+            position += len(chunk)
+    labels -= np.uint8(first)
+    return labels
 
 
 def check_config_files(files: ConfigFiles) -> dict[str, CheckedSplit]:
