@@ -27,10 +27,9 @@ from emnist_idx._prepare import checks
 from emnist_idx.commands import cli
 from emnist_idx.errors import IdxFormatError
 
-from bundle_factory import default_splits, write_config, zip_folder
+from tests.bundle_factory import REPO, default_splits, write_config, zip_folder
 
 CONFIG = "mnist"
-REPO = Path(__file__).resolve().parents[1]
 # Peak RSS a hostile bundle may add to the checking process (the README's bound).
 RSS_BOUND_MB = 100
 _BLOCK = 1 << 20
