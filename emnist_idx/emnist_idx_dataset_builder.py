@@ -38,6 +38,7 @@ class Builder(tfds.core.ShardBasedBuilder):
     ]
     DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_CONFIG
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
+    _splits: dict[str, checks.CheckedSplit] | None = None  # checked once per prepare
 
     def _info(self) -> tfds.core.DatasetInfo:
         # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
@@ -114,9 +115,10 @@ class Builder(tfds.core.ShardBasedBuilder):
     def _checked_splits(self, dl_manager: tfds.download.DownloadManager
                        ) -> dict[str, checks.CheckedSplit]:
         """The config's validated splits; on Beam, TFDS asks for them after we did: check only once."""
-        if getattr(self, "_splits", None) is None:
-            self._splits = checks.check_config_files(self._config_files(dl_manager))
-        return self._splits
+        splits = getattr(self, "_splits", None)
+        if splits is None:
+            splits = self._splits = checks.check_config_files(self._config_files(dl_manager))
+        return splits
 
     def _config_files(self, dl_manager: tfds.download.DownloadManager) -> ConfigFiles:
         """The config's files from the manual dir, else from NIST's bundle through dl_manager."""

@@ -195,7 +195,7 @@ def _drawn_char(char: str, stroke: int) -> Image.Image:
     """``char`` drawn with the default font at drawing size, cropped to its ink plus a margin."""
     font = _font()
     left, top, right, bottom = font.getbbox(char, stroke_width=stroke)
-    image = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    image = Image.new("L", (int(right - left) + 4, int(bottom - top) + 4), 0)
     ImageDraw.Draw(image).text((2 - left, 2 - top), char, font=font, fill=255, stroke_width=stroke,
                                stroke_fill=255)
     if image.getbbox() is None:

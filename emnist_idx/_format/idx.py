@@ -25,7 +25,7 @@ try:  # python-isal's igzip decompresses about twice as fast as the standard lib
     from isal import igzip as _gzip_module
     from isal import isal_zlib as _isal_zlib
 
-    _DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (
+    _DECOMPRESS_ERRORS: tuple[type[BaseException], ...] = (  # type: ignore[assignment]  # isal: error typed as an instance
         OSError,
         EOFError,
         zlib.error,
@@ -203,7 +203,7 @@ class IdxReader:
         header = self.header
         count = self._records_left if count is None else min(count, self._records_left)
         buffer = np.empty(count * header.record_size, dtype=np.uint8)
-        view = memoryview(buffer)
+        view = buffer.data
         filled = 0
         while filled < len(buffer):
             got = self._readinto(view[filled : filled + _READ_BLOCK])
@@ -246,7 +246,7 @@ def _sniff_gzip(stream: BinaryIO) -> tuple[BinaryIO, bool]:
         head = stream.read(2)
         stream.seek(position)
         return stream, head == _GZIP_MAGIC
-    buffered = io.BufferedReader(stream)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(stream)  # type: ignore[arg-type,type-var]
     return buffered, buffered.peek(2)[:2] == _GZIP_MAGIC
 
 
@@ -309,7 +309,7 @@ def write_idx_chunks(path: str | os.PathLike, dtype: np.dtype | type, shape: tup
             _write_records(stream, header, stored, shape, chunks, path)
 
 
-def _write_records(stream: BinaryIO, header: bytes, stored: np.dtype, shape: tuple[int, ...],
+def _write_records(stream: BinaryIO | gzip.GzipFile, header: bytes, stored: np.dtype, shape: tuple[int, ...],
                    chunks: Iterable[np.ndarray], path: str) -> None:
     stream.write(header)
     written = 0
