@@ -12,7 +12,7 @@ import os
 import stat
 import zipfile
 import zlib
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from emnist_idx.errors import IdxFormatError
 
@@ -78,7 +78,7 @@ def check_member(info: zipfile.ZipInfo, name: str) -> None:
 class MemberStream(io.RawIOBase):
     """A zip member read as a stream of exactly its declared size, with zip errors named as ours."""
 
-    def __init__(self, stream: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, stream: io.BufferedIOBase, size: int, name: str) -> None:
         super().__init__()
         self._stream = stream
         self.size = size  # bytes this stream yields, declared by the zip and enforced here
@@ -116,7 +116,7 @@ def open_member(bundle: zipfile.ZipFile, member: str, name: str) -> BinaryIO:
         raise FileNotFoundError(f"{name}: no such member in the zip") from exc
     check_member(info, name)
     try:
-        stream = bundle.open(info)
+        stream = cast(io.BufferedIOBase, bundle.open(info))  # a ZipExtFile, typed as IO[bytes]
     except (NotImplementedError, RuntimeError, *_MEMBER_ERRORS) as exc:
         raise IdxFormatError(name, f"cannot open zip member ({type(exc).__name__}: {exc})") from exc
     return io.BufferedReader(MemberStream(stream, info.file_size, name), 1 << 20)
