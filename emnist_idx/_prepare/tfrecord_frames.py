@@ -1,17 +1,56 @@
-"""TFRecord framing for whole batches of equal-length records, vectorized with numpy.
+"""TFRecord framing for whole batches of equal-length records.
 
 A TFRecord file is a sequence of frames: uint64 length, masked CRC32C of the length, the record,
 masked CRC32C of the record (all little-endian). ``tf.io.TFRecordWriter`` frames one record per
-Python call (~6 us each here, the largest cost of a prepare); this module frames a whole chunk in a
-few numpy passes. The bytes are identical to TFRecordWriter's (tests compare the two).
+Python call (~6 us each here); this module frames a whole chunk at once, in place, so that a
+prepare copies each record's bytes only once. The bytes are identical to TFRecordWriter's (tests
+compare the two).
+
+CRC32C comes from ``google-crc32c`` (hardware CRC, one C call per record); where that library is
+missing, or is only its pure-Python fallback, a vectorized numpy implementation computes the same
+values ~15x slower.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
+try:
+    import google_crc32c
+
+    _LIBRARY_VALUE: Callable[[object], int] | None = (
+        google_crc32c.value if google_crc32c.implementation == "c" else None
+    )
+except ImportError:  # pragma: no cover - exercised by forcing the numpy path in tests
+    _LIBRARY_VALUE = None
+
+HEADER_SIZE = 12  # uint64 length + masked CRC32C of the length
+FOOTER_SIZE = 4  # masked CRC32C of the record
 _CASTAGNOLI = 0x82F63B78  # CRC32C polynomial, reflected
 _MASK_DELTA = 0xA282EAD8
+
+
+def crc32c_implementation() -> str:
+    """``"google-crc32c"`` or ``"numpy"``: which code computes CRC32C in this process."""
+    return "google-crc32c" if _LIBRARY_VALUE is not None else "numpy"
+
+
+def crc32c_rows(rows: np.ndarray) -> np.ndarray:
+    """CRC32C of each row of a (N, L) uint8 array (rows may be strided views), as uint32."""
+    if _LIBRARY_VALUE is not None:
+        return library_crc32c_rows(rows)
+    return numpy_crc32c_rows(rows)
+
+
+def library_crc32c_rows(rows: np.ndarray) -> np.ndarray:
+    """``crc32c_rows`` through google-crc32c: one C call per row, each row read in place."""
+    if _LIBRARY_VALUE is None:
+        raise RuntimeError("google-crc32c's C extension is not available")
+    if rows.strides[-1] != 1:
+        rows = np.ascontiguousarray(rows)
+    return np.fromiter(map(_LIBRARY_VALUE, rows), dtype=np.uint32, count=len(rows))
 
 
 def _crc_tables() -> np.ndarray:
@@ -29,8 +68,8 @@ def _crc_tables() -> np.ndarray:
 _TABLES = _crc_tables()
 
 
-def crc32c_rows(rows: np.ndarray) -> np.ndarray:
-    """CRC32C of each row of a (N, L) uint8 array, all rows at once."""
+def numpy_crc32c_rows(rows: np.ndarray) -> np.ndarray:
+    """``crc32c_rows`` in numpy, all rows at once (the fallback without google-crc32c)."""
     count, length = rows.shape
     crc = np.full(count, 0xFFFFFFFF, dtype=np.uint32)
     whole = length // 4 * 4
@@ -53,18 +92,37 @@ def crc32c_rows(rows: np.ndarray) -> np.ndarray:
     return crc ^ np.uint32(0xFFFFFFFF)
 
 
-def _masked(crc: np.ndarray) -> np.ndarray:
-    crc = crc.astype(np.uint64)
-    return ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).astype("<u4")
+def masked_crc(crc: np.ndarray) -> np.ndarray:
+    """TFRecord's masked CRC: rotated right by 15 bits plus a constant, as little-endian uint32."""
+    crc = crc.astype(np.uint32)
+    rotated = (crc >> np.uint32(15)) | (crc << np.uint32(17))
+    return (rotated + np.uint32(_MASK_DELTA)).astype("<u4")  # wraps modulo 2**32
+
+
+def empty_frames(count: int, length: int) -> np.ndarray:
+    """A (count, 16 + length) uint8 array for ``count`` frames of ``length``-byte records, their
+    headers filled in; the records go into ``record_view(frames)``, then ``seal`` adds the CRCs."""
+    frames = np.empty((count, HEADER_SIZE + length + FOOTER_SIZE), dtype=np.uint8)
+    length_bytes = np.array([length], dtype="<u8").view(np.uint8)
+    frames[:, :8] = length_bytes
+    frames[:, 8:HEADER_SIZE] = masked_crc(crc32c_rows(length_bytes[None, :])).view(np.uint8)
+    return frames
+
+
+def record_view(frames: np.ndarray) -> np.ndarray:
+    """The (count, length) records inside ``frames``, a writable view."""
+    return frames[:, HEADER_SIZE:-FOOTER_SIZE]
+
+
+def seal(frames: np.ndarray) -> np.ndarray:
+    """Writes each frame's record CRC into its footer; returns ``frames``."""
+    footer = frames[:, -FOOTER_SIZE:].view("<u4")
+    footer[:, 0] = masked_crc(crc32c_rows(record_view(frames)))
+    return frames
 
 
 def frame_records(rows: np.ndarray) -> bytes:
     """The TFRecord file bytes for the records in the rows of a (N, L) uint8 array."""
-    count, length = rows.shape
-    frames = np.empty((count, 8 + 4 + length + 4), dtype=np.uint8)
-    length_bytes = np.array([length], dtype="<u8").view(np.uint8)
-    frames[:, :8] = length_bytes
-    frames[:, 8:12] = _masked(crc32c_rows(length_bytes[None, :])).view(np.uint8)
-    frames[:, 12 : 12 + length] = rows
-    frames[:, 12 + length :] = _masked(crc32c_rows(rows)).view(np.uint8).reshape(count, 4)
-    return frames.tobytes()
+    frames = empty_frames(*rows.shape)
+    record_view(frames)[...] = rows
+    return seal(frames).tobytes()
