@@ -13,6 +13,7 @@ from tensorflow_datasets.core.utils import tqdm_utils
 
 from emnist_idx import configs
 from emnist_idx._prepare import checks, downloads, shard_writer
+from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
 
@@ -70,17 +71,15 @@ class Builder(tfds.core.ShardBasedBuilder):
                 histogram = self._write_splits_in_bulk(splits)
         finally:
             self._splits = None  # a later prepare (after the files were fixed) checks them afresh
-        mean, std = checks.pixel_moments(histogram)
+        mean, std = histogram.moments()
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
         self.info.metadata.update({PIXELS: {"mean": mean, "std": std}})
 
-    def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> np.ndarray:
+    def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> PixelHistogram:
+        """Writes every split's shards; returns the train split's pixel histogram, counted while
+        the images stream by."""
         encoder = RecordEncoder(self.info.features)
-        histogram = np.zeros(256, dtype=np.int64)
-
-        def count_pixels(chunk: np.ndarray) -> None:
-            histogram[:] += np.bincount(chunk.reshape(-1), minlength=256)
-
+        histogram = PixelHistogram()
         split_infos = []
         for name, split in splits.items():
             with tqdm_utils.tqdm(total=split.count, desc=f"Generating {name} examples...",
@@ -92,7 +91,7 @@ class Builder(tfds.core.ShardBasedBuilder):
                     encoder=encoder,
                     filename_template=self._get_filename_template(split_name=name),
                     file_format=self.info.file_format,
-                    on_chunk=count_pixels if name == "train" else None,
+                    on_chunk=histogram.add if name == "train" else None,
                     progress=progress.update,
                 ))
         self.info.set_splits(tfds.core.SplitDict(split_infos))
@@ -166,8 +165,9 @@ def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: in
             position += 1
 
 
-def _pixel_histogram(split: checks.CheckedSplit) -> np.ndarray:
-    histogram = np.zeros(256, dtype=np.int64)
+def _pixel_histogram(split: checks.CheckedSplit) -> PixelHistogram:
+    """The split's pixel histogram in one more pass over its images (the Beam path)."""
+    histogram = PixelHistogram()
     for chunk in _read_images(split.images, 0, split.count):
-        histogram += np.bincount(chunk.reshape(-1), minlength=256)
+        histogram.add(chunk)
     return histogram

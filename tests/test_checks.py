@@ -71,9 +71,3 @@ def test_iter_upright_streams_exactly_the_asked_range_upright(letters: Path, sta
     got = np.concatenate(chunks) if chunks else np.empty((0, 28, 28), np.uint8)
     np.testing.assert_array_equal(got, upright[start:stop])
 
-
-def test_pixel_moments_of_a_known_histogram() -> None:
-    histogram = np.zeros(256, np.int64)
-    histogram[0], histogram[255] = 3, 1  # pixels 0, 0, 0, 1 on the 0..1 scale
-    mean, std = checks.pixel_moments(histogram)
-    assert mean == pytest.approx(0.25) and std == pytest.approx(np.std([0, 0, 0, 1.0]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -126,12 +126,3 @@ def iter_upright(source: SourceFile, start: int, stop: int, records_per_chunk: i
         if not reader.records_left:
             reader.finish()
 
-
-def pixel_moments(histogram: Sequence[int] | np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation on the 0..1 scale from a 256-bin pixel histogram."""
-    counts = np.asarray(histogram, dtype=np.float64)
-    values = np.arange(256, dtype=np.float64) / 255.0
-    total = counts.sum()
-    mean = float((counts * values).sum() / total)
-    std = float(np.sqrt((counts * (values - mean) ** 2).sum() / total))
-    return mean, std

@@ -1,0 +1,50 @@
+"""The train split's pixel histogram, and the mean and std it gives (stored in the metadata).
+
+The one implementation for every prepare path (bulk and Beam). ``np.bincount`` over uint8 pixels
+widens each to an int64 index first (~3.7 ns per pixel here, 2 s of byclass's 547M pixels); over
+the same bytes viewed as uint16 pairs it does half the work, and the 65,536 pair counts fold back
+into 256 pixel counts once at the end: ~1.4 ns per pixel, the same exact counts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class PixelHistogram:
+    """Counts uint8 pixel values over any number of image chunks; exact, in any chunking."""
+
+    def __init__(self) -> None:
+        self._pairs = np.zeros(1 << 16, dtype=np.int64)  # counts of (byte 2i, byte 2i+1) pairs
+        self._singles = np.zeros(256, dtype=np.int64)  # odd bytes out at the end of a chunk
+
+    def add(self, images: np.ndarray) -> None:
+        """Counts every pixel of a uint8 array of any shape.
+
+        Order does not matter to counts, so a transposed view of contiguous images is read in
+        memory order without a copy (``ravel(order="K")``); other strided views are copied once.
+        """
+        if images.dtype != np.uint8:
+            raise TypeError(f"pixel histogram expects uint8 images, got {images.dtype}")
+        flat = images.ravel(order="K")
+        paired = len(flat) // 2 * 2
+        self._pairs += np.bincount(flat[:paired].view(np.uint16), minlength=1 << 16)
+        if paired != len(flat):
+            self._singles[flat[-1]] += 1
+
+    @property
+    def counts(self) -> np.ndarray:
+        """(256,) int64: how many pixels have each value."""
+        pairs = self._pairs.reshape(256, 256)  # [high byte, low byte] of each uint16
+        return pairs.sum(axis=0) + pairs.sum(axis=1) + self._singles
+
+    def moments(self) -> tuple[float, float]:
+        """Mean and standard deviation on the 0..1 scale (raises if no pixel was counted)."""
+        counts = self.counts.astype(np.float64)
+        total = counts.sum()
+        if not total:
+            raise ValueError("no pixels were counted: the mean and std of nothing are undefined")
+        values = np.arange(256, dtype=np.float64) / 255.0
+        mean = float((counts * values).sum() / total)
+        std = float(np.sqrt((counts * (values - mean) ** 2).sum() / total))
+        return mean, std
