@@ -18,7 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 import emnist_idx
 from emnist_idx import IdxFormatError, configs
-from emnist_idx._prepare import downloads
+from emnist_idx._prepare import downloads, shard_writer
 from emnist_idx._format.idx import encode_header, read_idx, write_idx
 
 from tests.bundle_factory import (DUMMY_GZIP, copy_config, default_splits, every_source_shape,
@@ -129,6 +129,28 @@ def test_bulk_records_are_byte_identical_to_tfds_own_writer(digits: tfds.core.Da
     for name in ours:
         assert (Path(digits.data_dir) / name).read_bytes() == (Path(reference.data_dir) / name).read_bytes()
     assert reference.info.metadata == digits.info.metadata
+
+
+def test_shards_cut_inside_chunks_are_byte_identical_to_tfds_own_writer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Uneven shards that end inside chunks of 7 images: both writers use the same plan.
+    monkeypatch.setattr(shard_writer, "RECORDS_PER_CHUNK", 7)
+    monkeypatch.setattr(shard_writer, "plan_shards",
+                        lambda count, size: [(0, count // 3), (count // 3, count - 2), (count - 2, count)])
+    ours = _prepare("digits", DUMMY_GZIP.parent, tmp_path / "bulk")
+    beam_config = tfds.download.DownloadConfig(
+        manual_dir=str(DUMMY_GZIP.parent), beam_options=PipelineOptions(["--runner=DirectRunner"])
+    )
+    reference = _prepare("digits", DUMMY_GZIP.parent, tmp_path / "beam", download_config=beam_config)
+    names = sorted(p.name for p in Path(ours.data_dir).glob("*tfrecord*"))
+    assert names == sorted(p.name for p in Path(reference.data_dir).glob("*tfrecord*"))
+    assert len(names) == 6
+    for name in names:
+        assert (Path(ours.data_dir) / name).read_bytes() == (Path(reference.data_dir) / name).read_bytes()
+    assert [split.shard_lengths for split in ours.info.splits.values()] == [[13, 25, 2], [6, 12, 2]]
+    np.testing.assert_array_equal(_arrays(ours, "train")[0][..., 0],
+                                  read_idx(DUMMY_GZIP / configs.image_file("digits", "train"))
+                                  .transpose(0, 2, 1))
 
 
 def test_fresh_process_loads_without_importing_the_package(digits: tfds.core.DatasetBuilder) -> None:

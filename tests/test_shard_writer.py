@@ -83,3 +83,29 @@ def test_written_split_reads_back_in_order_with_its_shard_lengths(tmp_path: Path
     np.testing.assert_array_equal(np.stack([d["image"][..., 0] for d in decoded]), images)
     np.testing.assert_array_equal([d["label"] for d in decoded], labels)
     assert info.num_bytes == sum(f.stat().st_size for f in files)
+
+
+def _chunks(total: int, size: int) -> list[np.ndarray]:
+    images = np.arange(total, dtype=np.int64)
+    return [images[start : start + size] for start in range(0, total, size)]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 50])
+def test_pieces_cover_each_shard_exactly_in_order(chunk_size: int) -> None:
+    shards = [(0, 10), (10, 10), (10, 23), (23, 24), (24, 40)]  # with an empty shard
+    pieces = list(shard_writer._shard_pieces(_chunks(40, chunk_size), shards))
+    for shard, start, images in pieces:
+        low, high = shards[shard]
+        assert low <= start and start + len(images) <= high and len(images) > 0
+        np.testing.assert_array_equal(images, np.arange(start, start + len(images)))
+    seen = np.concatenate([images for _, _, images in pieces])
+    np.testing.assert_array_equal(seen, np.arange(40))
+    assert [shard for shard, _, _ in pieces] == sorted(shard for shard, _, _ in pieces)
+    assert {shard for shard, _, _ in pieces} == {0, 2, 3, 4}
+
+
+def test_pieces_refuse_a_source_with_more_or_fewer_examples() -> None:
+    with pytest.raises(RuntimeError, match="gave 39 examples, 40 were planned"):
+        list(shard_writer._shard_pieces(_chunks(39, 8), [(0, 20), (20, 40)]))
+    with pytest.raises(RuntimeError, match="more than the 40 examples planned"):
+        list(shard_writer._shard_pieces(_chunks(41, 8), [(0, 20), (20, 40)]))

@@ -39,6 +39,8 @@ class RecordEncoder:
         self._templates = np.frombuffer(b"".join(records), dtype=np.uint8).reshape(
             num_classes, self.record_size
         )
+        self._prefixes = self._templates[:, : self._image_slice.start].copy()
+        self._suffixes = self._templates[:, self._image_slice.stop :].copy()
 
     def encode_one(self, image: np.ndarray, label: int) -> bytes:
         """One record through TFDS's own encode and serialize path (the reference)."""
@@ -50,10 +52,25 @@ class RecordEncoder:
 
         ``images`` may be any (N, ...) uint8 array or view (a transposed view is copied once).
         """
+        rows = np.empty((len(labels), self.record_size), dtype=np.uint8)
+        return self.encode_into(rows, images, labels)
+
+    def encode_into(self, rows: np.ndarray, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Fills ``rows`` (a (N, record_size) uint8 array or strided view, e.g. the records inside
+        TFRecord frames) with the records of ``images`` and ``labels``; returns ``rows``.
+
+        Each byte is written once: the bytes around the image come from the label's template, the
+        image bytes straight from ``images`` (a transposed view is transposed during the copy).
+        """
         count = len(labels)
-        rows = self._templates[labels]
+        if rows.shape != (count, self.record_size):
+            raise ValueError(f"rows of shape {rows.shape} cannot hold {count} records of "
+                             f"{self.record_size} bytes")
+        start, stop = self._image_slice.start, self._image_slice.stop
+        rows[:, :start] = self._prefixes[labels]
+        rows[:, stop:] = self._suffixes[labels]
         # A view into rows: the image bytes are contiguous within each row, so this needs no copy.
-        pixels = rows[:, self._image_slice].reshape((count, *self.image_shape))
+        pixels = rows[:, start:stop].reshape((count, *self.image_shape))
         if not np.shares_memory(pixels, rows):  # pragma: no cover - numpy guarantees the view
             raise RuntimeError("image slice is not a view of the record rows")
         pixels[...] = images.reshape(pixels.shape)

@@ -1,19 +1,26 @@
-"""Writing a split's shards in bulk, in TFDS's own file layout and formats."""
+"""Writing a split's shards in bulk, in TFDS's own file layout and formats.
+
+Three threads overlap on a TFRecord prepare: one gunzips the images (and counts the train pixels:
+``on_chunk``), one encodes and frames the records (CRC32C), and the calling thread writes them.
+gunzip, numpy copies and file writes release the GIL, so they share both cores. The images file is
+streamed once per split; chunks are cut where shards end.
+"""
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from etils import epath
 from tensorflow_datasets.core import file_adapters, naming, splits
 from tensorflow_datasets.core.utils import shard_utils
 
+from emnist_idx._prepare import tfrecord_frames
 from emnist_idx._prepare.records import RecordEncoder
-from emnist_idx._prepare.tfrecord_frames import frame_records
 
 T = TypeVar("T")
 # Small chunks stay in cache and keep the peak memory low: measured on byclass, 2048 images per
@@ -21,6 +28,8 @@ T = TypeVar("T")
 RECORDS_PER_CHUNK = 2048
 
 ChunkSource = Callable[[int, int], Iterable[np.ndarray]]
+# (shard index, index of the piece's first example in the split, upright images)
+Piece = tuple[int, int, np.ndarray]
 
 
 def plan_shards(num_examples: int, record_size: int) -> list[tuple[int, int]]:
@@ -45,19 +54,20 @@ def write_split(
 ) -> splits.SplitInfo:
     """Writes one split's shards and returns its SplitInfo.
 
-    ``read_images(start, stop)`` yields upright image chunks for those examples; it runs in a
-    background thread (gunzip releases the GIL) while this thread encodes and writes records.
-    ``on_chunk`` sees every image chunk (in that thread too), e.g. to gather pixel statistics.
+    ``read_images(start, stop)`` yields upright image chunks for those examples; it is called once,
+    for the whole split, and runs in a background thread. ``on_chunk`` sees every image chunk (in
+    that thread too), e.g. to count pixels.
     """
     template = filename_template.replace(split=split_name)
     shards = plan_shards(len(labels), encoder.record_size)
-    paths = []
-    for index, (start, stop) in enumerate(shards):
-        path = template.sharded_filepath(shard_index=index, num_shards=len(shards))
-        chunks = _prefetched(_with_callback(read_images(start, stop), on_chunk))
-        batches = _record_batches(chunks, labels, start, encoder, progress)
-        _write_shard(path, batches, file_format)
-        paths.append(path)
+    paths = [template.sharded_filepath(shard_index=index, num_shards=len(shards))
+             for index in range(len(shards))]
+    chunks = _prefetched(_with_callback(read_images(0, len(labels)), on_chunk))
+    pieces = _shard_pieces(chunks, shards)
+    if file_format == file_adapters.FileFormat.TFRECORD:
+        _write_tfrecord_shards(paths, pieces, labels, encoder, progress)
+    else:
+        _write_adapter_shards(paths, pieces, labels, encoder, file_format, progress)
     return splits.SplitInfo(
         name=split_name,
         shard_lengths=[stop - start for start, stop in shards],
@@ -66,38 +76,87 @@ def write_split(
     )
 
 
-def _record_batches(chunks: Iterable[np.ndarray], labels: np.ndarray, start: int,
-                    encoder: RecordEncoder, progress: Callable[[int], None] | None
-                    ) -> Iterator[np.ndarray]:
-    """(N, record_size) arrays of serialized records, one per image chunk."""
-    position = start
-    for images in chunks:
-        yield encoder.encode(images, labels[position : position + len(images)])
-        position += len(images)
+def _shard_pieces(chunks: Iterable[np.ndarray], shards: Sequence[tuple[int, int]]
+                  ) -> Iterator[Piece]:
+    """Cuts the split's image chunks where shards end; every example lands in exactly one piece."""
+    stops = [stop for _, stop in shards]
+    total = stops[-1] if stops else 0
+    shard = position = 0
+    for chunk in chunks:
+        offset = 0
+        while offset < len(chunk):
+            while shard < len(stops) and position >= stops[shard]:
+                shard += 1
+            if shard == len(stops):
+                raise RuntimeError(f"the images source gave more than the {total} examples planned")
+            take = min(len(chunk) - offset, stops[shard] - position)
+            yield shard, position, chunk[offset : offset + take]
+            offset += take
+            position += take
+    if position != total:
+        raise RuntimeError(f"the images source gave {position} examples, {total} were planned")
+
+
+def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
+                           labels: np.ndarray, encoder: RecordEncoder,
+                           progress: Callable[[int], None] | None) -> None:
+    """Frames the pieces in a background thread and writes them here, one shard file after another
+    (every shard file is created, also an empty one)."""
+    framed = _prefetched(
+        (shard, _frames(encoder, images, labels[start : start + len(images)]))
+        for shard, start, images in pieces
+    )
+    stream: BinaryIO | None = None
+    opened = -1
+    try:
+        for shard, frames in itertools.chain(framed, [(len(paths) - 1, None)]):
+            while opened < shard:
+                if stream is not None:
+                    stream.close()
+                opened += 1
+                stream = paths[opened].open("wb")
+            if frames is not None:
+                stream.write(frames.data)
+                if progress:
+                    progress(len(frames))
+    finally:
+        if stream is not None:
+            stream.close()
+
+
+def _frames(encoder: RecordEncoder, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The TFRecord frames of these examples' records, as one (N, frame size) uint8 array."""
+    frames = tfrecord_frames.empty_frames(len(labels), encoder.record_size)
+    encoder.encode_into(tfrecord_frames.record_view(frames), images, labels)
+    return tfrecord_frames.seal(frames)
+
+
+def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
+                          labels: np.ndarray, encoder: RecordEncoder,
+                          file_format: file_adapters.FileFormat,
+                          progress: Callable[[int], None] | None) -> None:
+    """Formats other than TFRecord go through TFDS's own adapter, one shard at a time."""
+    adapter = file_adapters.ADAPTER_FOR_FORMAT[file_format]
+    grouped = itertools.groupby(pieces, key=lambda piece: piece[0])
+    current = next(grouped, None)
+    for index, path in enumerate(paths):
+        has_pieces = current is not None and current[0] == index
+        group: Iterable[Piece] = current[1] if has_pieces else ()
+        adapter.write_examples(path, _keyed_records(group, labels, encoder, progress))
+        if has_pieces:
+            current = next(grouped, None)
+
+
+def _keyed_records(pieces: Iterable[Piece], labels: np.ndarray, encoder: RecordEncoder,
+                   progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+    for _, start, images in pieces:
+        rows = encoder.encode(images, labels[start : start + len(images)])
+        data = rows.tobytes()
+        size = encoder.record_size
+        for key, offset in enumerate(range(0, len(data), size), start):
+            yield key, data[offset : offset + size]
         if progress:
             progress(len(images))
-
-
-def _write_shard(path: epath.Path, batches: Iterable[np.ndarray],
-                 file_format: file_adapters.FileFormat) -> None:
-    """TFRecord shards are framed in bulk; other formats go through TFDS's own adapter."""
-    if file_format == file_adapters.FileFormat.TFRECORD:
-        with path.open("wb") as shard:
-            for rows in batches:
-                shard.write(frame_records(rows))
-        return
-    adapter = file_adapters.ADAPTER_FOR_FORMAT[file_format]
-    adapter.write_examples(path, _keyed_records(batches))
-
-
-def _keyed_records(batches: Iterable[np.ndarray]) -> Iterator[tuple[int, bytes]]:
-    key = 0
-    for rows in batches:
-        size = rows.shape[1]
-        data = rows.tobytes()
-        for offset in range(0, len(data), size):
-            yield key, data[offset : offset + size]
-            key += 1
 
 
 def _with_callback(chunks: Iterable[np.ndarray], on_chunk: Callable[[np.ndarray], None] | None
@@ -133,8 +192,12 @@ def _prefetched(items: Iterable[T], depth: int = 4) -> Iterator[T]:
             put(_DONE)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             put(exc)
+        finally:  # stops the threads of a chain of prefetched generators now, not at GC
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
-    thread = threading.Thread(target=produce, name="emnist_idx-reader", daemon=True)
+    thread = threading.Thread(target=produce, name="emnist_idx-prefetch", daemon=True)
     thread.start()
     try:
         while (item := buffer.get()) is not _DONE:
