@@ -109,3 +109,45 @@ def test_pieces_refuse_a_source_with_more_or_fewer_examples() -> None:
         list(shard_writer._shard_pieces(_chunks(39, 8), [(0, 20), (20, 40)]))
     with pytest.raises(RuntimeError, match="more than the 40 examples planned"):
         list(shard_writer._shard_pieces(_chunks(41, 8), [(0, 20), (20, 40)]))
+
+
+@pytest.mark.parametrize("file_format", [file_adapters.FileFormat.TFRECORD,
+                                         file_adapters.FileFormat.ARRAY_RECORD])
+def test_every_planned_shard_file_is_written_with_its_examples(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, file_format: file_adapters.FileFormat) -> None:
+    plan = [(0, 100), (100, 100), (100, 250), (250, 300)]  # an empty shard, ends inside chunks
+    monkeypatch.setattr(shard_writer, "plan_shards", lambda count, size: plan)
+    features = tfds.features.FeaturesDict({
+        "image": tfds.features.Tensor(shape=configs.IMAGE_SHAPE, dtype=np.uint8,
+                                      encoding=tfds.features.Encoding.BYTES),
+        "label": tfds.features.ClassLabel(num_classes=10),
+    })
+    images = np.random.default_rng(1).integers(0, 256, size=(300, 28, 28), dtype=np.uint8)
+    labels = np.arange(300) % 10
+    encoder = RecordEncoder(features)
+    template = naming.ShardedFileTemplate(data_dir=tmp_path, dataset_name="toy", split="train",
+                                          filetype_suffix=file_format.file_suffix)
+    info = shard_writer.write_split(
+        split_name="train", labels=labels,
+        read_images=lambda start, stop: (images[i:min(i + 64, stop)] for i in range(start, stop, 64)),
+        encoder=encoder, filename_template=template, file_format=file_format)
+    assert info.shard_lengths == [100, 0, 150, 50]
+    files = sorted(tmp_path.glob(f"toy-train.{file_format.file_suffix}-*"))
+    assert [f.name[-len("00000-of-00004"):] for f in files] == [
+        f"{index:05d}-of-00004" for index in range(4)]
+    records = [_read_records(f, file_format) for f in files]
+    assert [len(shard) for shard in records] == [100, 0, 150, 50]
+    flat = [record for shard in records for record in shard]
+    assert flat == [encoder.encode_one(image[..., None], label) for image, label in zip(images, labels)]
+
+
+def _read_records(path: Path, file_format: file_adapters.FileFormat) -> list[bytes]:
+    if file_format == file_adapters.FileFormat.TFRECORD:
+        return [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
+    from array_record.python import array_record_module
+
+    reader = array_record_module.ArrayRecordReader(str(path))
+    try:
+        return list(reader.read_all())
+    finally:
+        reader.close()

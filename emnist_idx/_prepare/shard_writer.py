@@ -106,22 +106,24 @@ def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
         (shard, _frames(encoder, images, labels[start : start + len(images)]))
         for shard, start, images in pieces
     )
-    stream: BinaryIO | None = None
-    opened = -1
+    streams: list[BinaryIO] = []
+
+    def stream_for(shard: int) -> BinaryIO:
+        while len(streams) <= shard:  # every shard file in order, also an empty one
+            if streams:
+                streams[-1].close()
+            streams.append(paths[len(streams)].open("wb"))
+        return streams[shard]
+
     try:
-        for shard, frames in itertools.chain(framed, [(len(paths) - 1, None)]):
-            while opened < shard:
-                if stream is not None:
-                    stream.close()
-                opened += 1
-                stream = paths[opened].open("wb")
-            if frames is not None:
-                stream.write(frames.data)
-                if progress:
-                    progress(len(frames))
+        for shard, frames in framed:
+            stream_for(shard).write(frames.data)
+            if progress:
+                progress(len(frames))
+        stream_for(len(paths) - 1)
     finally:
-        if stream is not None:
-            stream.close()
+        if streams:
+            streams[-1].close()
 
 
 def _frames(encoder: RecordEncoder, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -140,10 +142,11 @@ def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
     grouped = itertools.groupby(pieces, key=lambda piece: piece[0])
     current = next(grouped, None)
     for index, path in enumerate(paths):
-        has_pieces = current is not None and current[0] == index
-        group: Iterable[Piece] = current[1] if has_pieces else ()
+        group: Iterable[Piece] = ()
+        if current is not None and current[0] == index:
+            group, current = current[1], None
         adapter.write_examples(path, _keyed_records(group, labels, encoder, progress))
-        if has_pieces:
+        if current is None:  # the group was written: on to the next shard's pieces
             current = next(grouped, None)
 
 
