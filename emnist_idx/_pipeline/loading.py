@@ -2,17 +2,19 @@
 
 ``load()`` composes small stages in pipeline order: prepare, resolve the split (and this input
 pipeline's share), read (from the in-memory cache or streamed from the files, optionally through the
-tf.data service), normalize, count, repeat, prefetch (to the GPU).
+tf.data service), normalize, count, repeat, prefetch; copied to a device last when one is asked for.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import batching, memory_cache, normalization, reading
+from emnist_idx._pipeline import batching, devices, memory_cache, normalization, reading
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._prepare.preparing import prepared_builder
@@ -43,7 +45,7 @@ def load(
     The dataset is prepared first if it is not yet in ``data_dir`` (like ``tfds.load``). The split's
     TFRecord shards (TFDS's file instructions, slices included) are read in parallel and parsed
     16,384 records per op, not one example at a time as ``tfds.load`` does; the uint8 examples are
-    kept in memory when they fit, and batches are prefetched to the GPU when there is one. A
+    kept in memory when they fit. A
     dataset prepared as array_record is read through ``builder.as_data_source`` instead: the same
     examples, fetched in Python, so slower, and not through ``service``.
 
@@ -78,12 +80,17 @@ def load(
         when the dataset has to be prepared; without it they are downloaded.
       download: prepare the dataset when it is not prepared yet. With False and nothing prepared,
         raises FileNotFoundError.
-      device: where batches end up. "auto" (default): prefetched to the first GPU with
-        ``tf.data.experimental.prefetch_to_device`` when one is visible, else left on the host;
-        with ``input_context`` tf.distribute places them instead. None: left on the host. A device
-        string such as "/gpu:1" or "/cpu:1": prefetched there. Batches are built on the host and
-        copied as they are (float32 unless ``normalize="none"``); the returned dataset still
-        reports its cardinality, which the copy itself loses.
+      device: where batches end up. "auto" (default): on the host, as a plain pipeline, so
+        ``.map``, ``.filter`` and the like chained on the result run on the host and keep its
+        cardinality; Keras on TensorFlow copies each batch to its GPU in the train step, and
+        tf.distribute strategies (``input_context``, ``strategy.scope()``) place batches on their
+        devices themselves. When Keras's backend is not TensorFlow (``KERAS_BACKEND``, read without
+        importing Keras), "auto" also hides the GPUs from TensorFlow before anything initializes
+        them, so TensorFlow takes none of the memory JAX or torch needs. None: on the host. A
+        device string such as "/gpu:0" or "/cpu:1": batches cross to it as uint8 (a quarter of
+        float32's bytes) and are normalized and one-hot encoded there, prefetched; that copy must
+        be the last stage (chain nothing on this result: ops after a device copy lose the
+        cardinality, which this result reports through a wrapper, and run on the device).
       input_context: a ``tf.distribute.InputContext``, as passed by
         ``strategy.distribute_datasets_from_function(lambda ctx: load(..., input_context=ctx))``
         (MirroredStrategy, MultiWorkerMirroredStrategy). This pipeline then reads only its equal,
@@ -132,6 +139,8 @@ def load(
     """
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)
+    # First, before any op initializes TensorFlow's devices: "auto" hides GPUs from it under JAX.
+    target = devices.target_device(device)
     builder = prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
                                download=download)
     source = reading.split_source(builder, split, input_context)
@@ -143,15 +152,19 @@ def load(
     if steps == 0:
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
-    batches = _read_batches(source, batch_size, _model_ready(builder, normalize, one_hot),
+    model_ready = _model_ready(builder, normalize, one_hot)
+    # Copied to a device, batches cross as uint8 and become model-ready there.
+    batches = _read_batches(source, batch_size, model_ready if target is None else None,
                             shuffle=shuffle, seed=seed, cache=cache,
                             drop_remainder=drop_remainder, service=service)
     if service is None:  # through the service the count is only "at most once" per example
         batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
     if repeat:
         batches = batches.repeat()
-    batches = batches.with_options(_options(input_context))
-    return _prefetched(batches, _target_device(device, input_context))
+    batches = batches.with_options(_options(input_context)).prefetch(tf.data.AUTOTUNE)
+    if target is None:
+        return batches
+    return devices.copied_to(batches, target, no_autograph(model_ready))
 
 
 def load_numpy(
@@ -193,10 +206,10 @@ def load_numpy(
 
 # --- stages, in pipeline order ---
 
-def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle: bool,
-                  seed: int | None, cache: bool | str, drop_remainder: bool,
+def _read_batches(source: SplitSource, batch_size: int, model_ready: Callable[..., tuple] | None,
+                  *, shuffle: bool, seed: int | None, cache: bool | str, drop_remainder: bool,
                   service: str | None) -> tf.data.Dataset:
-    """One epoch of model-ready batches, from the cache or streamed (normalized per batch)."""
+    """One epoch of batches, from the cache or streamed, each passed through ``model_ready``."""
     if service is None and (cache is True or (
             cache == "auto" and memory_cache.fits_in_memory(source.num_examples))):
         return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
@@ -213,8 +226,11 @@ def _read_batches(source: SplitSource, batch_size: int, model_ready, *, shuffle:
         chunks = chunks.apply(tf.data.experimental.service.distribute(
             processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
     # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
-    return chunks.rebatch(batch_size, drop_remainder=drop_remainder).map(
-        no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+    if model_ready is None:
+        return batches
+    return batches.map(no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True)
 
 
 def _model_ready(builder: tfds.core.DatasetBuilder, normalize: str, one_hot: bool):
@@ -234,37 +250,6 @@ def _options(input_context: tf.distribute.InputContext | None) -> tf.data.Option
     if input_context is not None:  # already sharded by split_source: tf.distribute must not again
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return options
-
-
-def _prefetched(batches: tf.data.Dataset, device: str | None) -> tf.data.Dataset:
-    batches = batches.prefetch(tf.data.AUTOTUNE)
-    if device is None:
-        return batches
-    on_device = batches.apply(tf.data.experimental.prefetch_to_device(device))
-    return _WithCardinality(on_device, batches.cardinality())
-
-
-class _WithCardinality(tf.data.Dataset):
-    """A dataset reporting a cardinality its ops cannot: prefetch_to_device's copy loses it.
-
-    Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
-    no progress total and ends with a "ran out of data" warning. No op is added (an
-    assert_cardinality after the copy would run on the host with a dataset made on the device).
-    """
-
-    def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
-        self._dataset, self._cardinality = dataset, cardinality
-        super().__init__(tf.data.experimental.to_variant(dataset))
-
-    def _inputs(self) -> list[tf.data.Dataset]:
-        return [self._dataset]
-
-    @property
-    def element_spec(self):
-        return self._dataset.element_spec
-
-    def cardinality(self) -> tf.Tensor:
-        return self._cardinality
 
 
 # --- argument checks ---
@@ -316,16 +301,6 @@ def _check_device(device: str) -> None:
                for d in local):
         names = [d.name for d in tf.config.list_logical_devices()]
         raise ValueError(f"device={device!r} is not one of this process's devices: {names}")
-
-
-def _target_device(device: str | None, input_context: tf.distribute.InputContext | None
-                   ) -> str | None:
-    if device != "auto":
-        return device
-    if input_context is not None:
-        return None
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name if gpus else None
 
 
 def _draws_on_train(split: str) -> bool:

@@ -1,0 +1,118 @@
+"""Where ``load()``'s batches go: Keras's backend, TensorFlow's GPUs and the copy to a device.
+
+``device="auto"`` (the default) never wraps the pipeline: batches stay on the host, so the returned
+dataset keeps its cardinality through any ``.map``/``.filter``/``.take`` a user chains on, and those
+functions run on the host. Keras on TensorFlow copies each batch to its GPU inside the train step
+(about 0.1 MB of uint8 or 0.4 MB of float32 for 128 examples) and tf.distribute strategies
+prefetch to their own devices, so nothing is lost by not copying here. With Keras on JAX or torch
+TensorFlow only reads data, so "auto" hides the GPUs from it before anything initializes them (as
+TFDS advises JAX users): TensorFlow would otherwise take most of their memory.
+
+An explicit device (``device="/gpu:0"``) asks for the copy: batches cross as uint8 (a quarter of
+float32's bytes) and are normalized on the device. The copy must be the pipeline's last stage, so
+that dataset reports its cardinality through a wrapper, not through its ops.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import tensorflow as tf
+from tensorflow.python.data.experimental.ops import prefetching_ops
+
+AUTO = "auto"
+_TENSORFLOW = "tensorflow"
+
+
+def keras_backend() -> str:
+    """Keras's backend as Keras picks it, without importing Keras.
+
+    An imported Keras answers itself (``keras.config.backend()``); otherwise the ``KERAS_BACKEND``
+    environment variable, then the "backend" key of ``keras.json`` under ``KERAS_HOME`` (default
+    ``~/.keras``), then "tensorflow", in Keras's own order.
+    """
+    keras = sys.modules.get("keras")
+    if keras is not None and hasattr(keras, "config"):
+        return str(keras.config.backend())
+    if os.environ.get("KERAS_BACKEND"):
+        return os.environ["KERAS_BACKEND"]
+    config = Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "keras.json"
+    try:
+        return str(json.loads(config.read_text())["backend"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return _TENSORFLOW
+
+
+def hide_gpus_from_tensorflow() -> bool:
+    """Makes TensorFlow's GPUs invisible to it, unless its devices are initialized already.
+
+    Listing physical devices does not initialize them (``list_logical_devices`` and any op do).
+    Returns whether TensorFlow now sees no GPU.
+    """
+    if not tf.config.list_physical_devices("GPU"):
+        return True
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # initialized before load() was called: too late to hide them
+        return False
+    return True
+
+
+def target_device(device: str | None) -> str | None:
+    """The device ``load()`` copies batches to; None keeps them on the host (see the module doc)."""
+    if device != AUTO:
+        return device
+    if keras_backend() != _TENSORFLOW:
+        hide_gpus_from_tensorflow()
+    return None
+
+
+def device_type(device: str) -> str:
+    """"GPU", "CPU", ... for a device string such as "/gpu:0" ("CPU" when it names no type)."""
+    return (tf.DeviceSpec.from_string(device).device_type or "CPU").upper()
+
+
+def copied_to(batches: tf.data.Dataset, device: str,
+              on_device: Callable[..., tuple] | None = None) -> tf.data.Dataset:
+    """``batches`` copied to ``device`` as they are, then ``on_device`` mapped there, prefetched.
+
+    The result must be the pipeline's last stage; it reports ``batches``' cardinality (the copy
+    loses it). On a GPU the map is TensorFlow's ``map_on_gpu`` (the dataset ops after a copy must
+    run where the tensors are); on another CPU device an ordinary map placed on it.
+    """
+    copied = batches.apply(prefetching_ops.copy_to_device(device))
+    with tf.device(device):
+        if on_device is not None:
+            if device_type(device) == "GPU":
+                copied = copied.apply(prefetching_ops.map_on_gpu(on_device))
+            else:
+                copied = copied.map(on_device)
+        copied = copied.prefetch(1)
+    return WithCardinality(copied, batches.cardinality())
+
+
+class WithCardinality(tf.data.Dataset):
+    """A dataset reporting a cardinality its ops cannot: the copy to a device loses it.
+
+    Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
+    no progress total and ends with a "ran out of data" warning. No op is added (an
+    assert_cardinality after the copy would run on the host with a dataset made on the device).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
+        self._dataset, self._cardinality = dataset, cardinality
+        super().__init__(tf.data.experimental.to_variant(dataset))
+
+    def _inputs(self) -> list[tf.data.Dataset]:
+        return [self._dataset]
+
+    @property
+    def element_spec(self):
+        return self._dataset.element_spec
+
+    def cardinality(self) -> tf.Tensor:
+        return self._cardinality

@@ -1,0 +1,183 @@
+"""Where load()'s batches go: Keras's backend, TensorFlow's GPUs (mocked), the uint8 copy to a device
+(conftest's second logical CPU device), Keras on JAX. Data: the dummy bundle, prepared once."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from emnist_idx._pipeline import devices
+from emnist_idx._pipeline.loading import load
+
+TRAIN = 1128  # dummy balanced: 24 train examples for each of 47 classes
+REPO = Path(__file__).resolve().parent.parent
+
+two_cpus = pytest.mark.skipif(len(tf.config.list_logical_devices("CPU")) < 2,
+                              reason="needs conftest's two logical CPU devices")
+
+
+@pytest.fixture(scope="module")
+def data_dir(prepared_data_dir: Path) -> str:
+    return str(prepared_data_dir)
+
+
+def _collect(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    batches = list(dataset.as_numpy_iterator())
+    return np.concatenate([x for x, _ in batches]), np.concatenate([y for _, y in batches])
+
+
+@pytest.fixture
+def keras_not_imported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """As in a process that has not imported Keras, with an empty KERAS_HOME; returns KERAS_HOME."""
+    monkeypatch.delitem(sys.modules, "keras", raising=False)
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def one_mocked_gpu(monkeypatch: pytest.MonkeyPatch) -> list:
+    """TensorFlow lists one physical GPU; hiding it is recorded; initializing devices fails."""
+    gpu = tf.config.PhysicalDevice(name="/physical_device:GPU:0", device_type="GPU")
+    listed = tf.config.list_physical_devices
+    hidden = []
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [gpu] if kind == "GPU" else listed(kind))
+    monkeypatch.setattr(tf.config, "set_visible_devices",
+                        lambda found, kind=None: hidden.append((list(found), kind)))
+
+    def initializes(*_):
+        raise AssertionError("list_logical_devices initializes TensorFlow's devices")
+
+    monkeypatch.setattr(tf.config, "list_logical_devices", initializes)
+    return hidden
+
+
+# --- Keras's backend and TensorFlow's GPUs ---
+
+def test_keras_backend_is_read_as_keras_reads_it(keras_not_imported: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    assert devices.keras_backend() == "tensorflow"  # nothing configured
+    (keras_not_imported / "keras.json").write_text(json.dumps({"backend": "torch"}))
+    assert devices.keras_backend() == "torch"
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # the variable wins over keras.json, as in Keras
+    assert devices.keras_backend() == "jax"
+    assert "keras" not in sys.modules  # read without importing Keras
+    import keras  # noqa: PLC0415 - this process's Keras (TensorFlow) answers for itself
+
+    monkeypatch.setitem(sys.modules, "keras", keras)
+    assert devices.keras_backend() == keras.config.backend() == "tensorflow"
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_auto_under_jax_or_torch_hides_gpus_before_initializing_them(
+        data_dir: str, keras_not_imported: Path, one_mocked_gpu: list,
+        monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    monkeypatch.setenv("KERAS_BACKEND", backend)
+    dataset = load("balanced", batch_size=64, data_dir=data_dir)
+    assert one_mocked_gpu == [([], "GPU")]
+    assert int(dataset.cardinality()) == math.ceil(TRAIN / 64)
+    images, _ = next(iter(dataset))
+    assert images.device.endswith("CPU:0") and images.dtype == tf.float32
+
+
+def test_auto_under_tensorflow_leaves_gpus_and_keeps_cardinality_through_map(
+        data_dir: str, keras_not_imported: Path, one_mocked_gpu: list,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    dataset = load("balanced", batch_size=64, data_dir=data_dir)
+    assert one_mocked_gpu == []  # nothing hidden, and no device initialized by load()
+    chained = dataset.map(lambda images, labels: (images * 2.0, labels)).filter(
+        lambda images, labels: True).take(100)
+    assert int(dataset.map(lambda images, labels: images).cardinality()) == math.ceil(TRAIN / 64)
+    assert int(chained.cardinality()) == tf.data.UNKNOWN_CARDINALITY  # filter's own doing
+    assert int(dataset.take(5).cardinality()) == 5
+    images, _ = next(iter(dataset.map(lambda images, labels: (images, labels))))
+    assert images.device.endswith("CPU:0")
+
+
+def test_hiding_gpus_after_they_were_initialized_reports_it(
+        monkeypatch: pytest.MonkeyPatch, one_mocked_gpu: list) -> None:
+    def too_late(*_):
+        raise RuntimeError("Visible devices cannot be modified after being initialized")
+
+    monkeypatch.setattr(tf.config, "set_visible_devices", too_late)
+    assert devices.hide_gpus_from_tensorflow() is False
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind=None: [])
+    assert devices.hide_gpus_from_tensorflow() is True  # no GPU: nothing to hide
+
+
+# --- an explicit device: uint8 across, normalized there ---
+
+def _input_of_the_copy(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """The dataset that copy_to_device copies, found by walking the inputs back from the end."""
+    while type(dataset).__name__ != "_CopyToDeviceDataset":
+        (dataset,) = dataset._inputs()  # noqa: SLF001 - the pipeline's structure is under test
+    return dataset._input_dataset  # noqa: SLF001
+
+
+@two_cpus
+@pytest.mark.parametrize(("normalize", "one_hot", "cache"), [
+    ("scale", False, True), ("standardize", True, True), ("l2", False, False),
+    ("none", True, False)])
+def test_device_copy_crosses_as_uint8_and_equals_the_host_path(
+        data_dir: str, normalize: str, one_hot: bool, cache: bool) -> None:
+    arguments = {"batch_size": 100, "normalize": normalize, "one_hot": one_hot, "seed": 3,
+                 "cache": cache, "data_dir": data_dir}
+    on_device = load("balanced", device="/cpu:1", **arguments)
+    crossing = _input_of_the_copy(on_device).element_spec
+    assert crossing[0].dtype == tf.uint8 and crossing[1].dtype == tf.int64
+    assert int(on_device.cardinality()) == math.ceil(TRAIN / 100)
+    images, labels = next(iter(on_device))
+    assert images.device.endswith("CPU:1") and labels.device.endswith("CPU:1")
+    host = load("balanced", device=None, **arguments)
+    assert on_device.element_spec == host.element_spec
+    next(iter(host))  # an iteration each, so both are at the same epoch of their seeded orders
+    for epoch in range(2):  # the same reshuffled order on both paths, epoch by epoch
+        device_x, device_y = _collect(on_device)
+        host_x, host_y = _collect(host)
+        np.testing.assert_array_equal(device_x, host_x)
+        np.testing.assert_array_equal(device_y, host_y)
+
+
+# --- Keras on JAX ---
+
+def test_model_fit_with_keras_on_jax(data_dir: str) -> None:
+    try:
+        import jax  # noqa: F401, PLC0415
+    except ImportError:
+        pytest.skip("jax is not installed: pip install 'jax[cpu]' (the test extra has it)")
+    script = textwrap.dedent(f"""
+        import keras, tensorflow as tf
+        import emnist_idx
+        assert keras.config.backend() == "jax", keras.config.backend()
+        train = emnist_idx.load("balanced", batch_size=64, seed=0, data_dir={data_dir!r})
+        assert tf.config.get_visible_devices("GPU") == []
+        steps = []
+        class Count(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                steps.append(batch)
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(47, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        history = model.fit(train, epochs=2, verbose=0, callbacks=[Count()])
+        print("steps", len(steps), "loss", history.history["loss"][-1])
+    """)
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
+           "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    words = result.stdout.split()
+    assert words[:2] == ["steps", str(2 * math.ceil(TRAIN / 64))], result.stdout
+    assert np.isfinite(float(words[3]))
+    assert "ran out of data" not in result.stderr
