@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import runpy
 import shutil
 import subprocess
 import sys
@@ -191,3 +192,68 @@ def test_load_is_quiet_but_real_warnings_still_show(tmp_path: Path, manual_dir: 
         assert noise not in done.stderr, done.stderr
     assert "Variant folder is a real warning of a user" in done.stderr
     assert "WARNING:root:a real warning" in done.stderr
+
+
+# --- readers beyond tf.data: tfds.data_source, Grain ---
+
+def _copy_prepared(data_dir: str, config: str, root: Path) -> str:
+    shutil.copytree(Path(data_dir) / "emnist_idx" / config, root / "emnist_idx" / config)
+    return str(root)
+
+
+def test_data_source_works_after_a_normal_prepare(data_dir: str, tmp_path: Path) -> None:
+    copy = _copy_prepared(data_dir, "letters", tmp_path)
+    version_dir = next((tmp_path / "emnist_idx" / "letters").iterdir())
+    assert not list(version_dir.glob("*array_record*"))
+    source = tfds.data_source("emnist_idx/letters", split="test", data_dir=copy)
+    x, y = emnist_idx.load_numpy("letters", "test", data_dir=copy)
+    assert len(source) == len(y)
+    for index in (0, len(y) // 2, len(y) - 1):
+        np.testing.assert_array_equal(source[index]["image"], x[index])
+        assert source[index]["label"] == y[index]
+    info = json.loads((version_dir / "dataset_info.json").read_text())
+    assert info["fileFormat"] == "tfrecord" and info["alternativeFileFormats"] == ["array_record"]
+    shards = sorted(version_dir.glob("*array_record*"))
+    assert [path.name for path in shards] == ["emnist_idx-test.array_record-00000-of-00001",
+                                              "emnist_idx-train.array_record-00000-of-00001"]
+    written = [path.stat().st_mtime_ns for path in shards]
+    # Any later process reads them, also one that never imports emnist_idx; nothing is rewritten.
+    script = ("import sys, tensorflow_datasets as tfds\n"
+              f"source = tfds.data_source('emnist_idx/letters', split='train', data_dir={copy!r})\n"
+              "print(len(source), int(source[3]['label']), 'emnist_idx' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, y_train = emnist_idx.load_numpy("letters", "train", data_dir=copy)
+    assert done.stdout.split() == [str(len(y_train)), str(y_train[3]), "False"]
+    tfds.data_source("emnist_idx/letters", split="train", data_dir=copy)
+    assert [path.stat().st_mtime_ns for path in shards] == written
+
+
+def test_a_damaged_tfrecord_shard_is_named(data_dir: str, tmp_path: Path) -> None:
+    copy = _copy_prepared(data_dir, "digits", tmp_path)
+    shard = next((tmp_path / "emnist_idx" / "digits").glob("*/emnist_idx-test.tfrecord-*"))
+    shard.write_bytes(shard.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=f"{shard}: expected 20 TFRecord frames, found 19 whole"):
+        tfds.data_source("emnist_idx/digits", split="test", data_dir=copy)
+    assert not list(shard.parent.glob("*array_record*"))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path, workers: int) -> None:
+    pytest.importorskip("grain")
+    recipe = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "grain_emnist.py"))
+    data_dir = _copy_prepared(data_dir, "digits", tmp_path)
+    recipe["prepare"]("digits", data_dir, None)  # as its main() does: array_record, in this process
+    batches = list(recipe["grain_batches"]("digits", "train", data_dir=data_dir, batch_size=16,
+                                           seed=1, workers=workers))
+    assert [len(labels) for _, labels in batches] == [16, 16, 8]
+    images = np.concatenate([images for images, _ in batches])
+    labels = np.concatenate([labels for _, labels in batches])
+    assert images.dtype == np.float32 and images.shape == (40, 28, 28, 1) and images.max() == 1.0
+    x, y = emnist_idx.load_numpy("digits", "train", data_dir=data_dir)
+    assert not np.array_equal(labels, y)  # shuffled
+    order = np.lexsort((labels, images.reshape(40, -1).sum(axis=1)))
+    expected = np.lexsort((y, x.reshape(40, -1).astype(np.float32).sum(axis=1) / 255.0))
+    np.testing.assert_array_equal(labels[order], y[expected])
+    np.testing.assert_allclose(images[order], x[expected] / 255.0, rtol=1e-6)

@@ -1,0 +1,85 @@
+"""array_record shards beside a prepared TFRecord dataset, for ``tfds.data_source``'s random access.
+
+A prepare writes TFRecord only (tf.data's fast path). The first ``as_data_source`` call on such a
+dataset copies each shard's records, byte for byte, into an array_record shard of the same name and
+records array_record in ``dataset_info.json``'s ``alternative_file_formats``: from then on any
+process, with or without emnist_idx imported, gets ``tfds.data_source("emnist_idx/<config>")``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from collections.abc import Iterator
+
+import tensorflow_datasets as tfds
+from etils import epath
+from tensorflow_datasets.core import file_adapters
+
+ARRAY_RECORD = file_adapters.FileFormat.ARRAY_RECORD
+TFRECORD = file_adapters.FileFormat.TFRECORD
+_HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the length
+_FOOTER_SIZE = 4  # masked CRC32C of the record
+_LOCK = threading.Lock()  # readers' threads (Grain's, say) may all open the source at once
+
+
+def add_array_record(builder: tfds.core.DatasetBuilder) -> bool:
+    """Writes array_record shards for a TFRecord-only prepared dataset; False if it has them.
+
+    Shards are written under temporary names and renamed, and ``dataset_info.json`` is rewritten
+    last, so an interrupted call leaves the dataset as it was.
+    """
+    info = builder.info
+    if info.file_format != TFRECORD:
+        return False
+    with _LOCK:
+        written = ARRAY_RECORD.value not in info.as_proto.alternative_file_formats
+        if written:
+            _write_shards(info)
+            info.as_proto.alternative_file_formats.append(ARRAY_RECORD.value)
+            info.write_to_directory(builder.data_dir)
+    if ARRAY_RECORD not in info.alternative_file_formats:
+        # TFDS 4.9.10 restores alternative_file_formats from dataset_info.json into the proto only.
+        info.alternative_file_formats.append(ARRAY_RECORD)
+    return written
+
+
+def _write_shards(info: tfds.core.DatasetInfo) -> None:
+    """Every split's array_record shards: all written under temporary names, then renamed."""
+    renames = []
+    try:
+        for split_info in info.splits.values():
+            template = split_info.filename_template
+            num_shards = len(split_info.shard_lengths)
+            for index, expected in enumerate(split_info.shard_lengths):
+                source = template.sharded_filepath(shard_index=index, num_shards=num_shards)
+                target = template.replace(filetype_suffix=ARRAY_RECORD.file_suffix
+                                          ).sharded_filepath(shard_index=index, num_shards=num_shards)
+                # Other processes may write the same shard: each its own file, the same bytes.
+                partial = target.parent / f".{target.name}.{os.getpid()}.partial"
+                renames.append((partial, target))
+                file_adapters.ADAPTER_FOR_FORMAT[ARRAY_RECORD].write_examples(
+                    partial, ((None, record) for record in _records(source, expected)))
+        for partial, target in renames:
+            partial.replace(target)
+    finally:
+        for partial, _ in renames:
+            if partial.exists():
+                partial.unlink()
+
+
+def _records(path: epath.Path, expected: int) -> Iterator[bytes]:
+    """The records of a TFRecord shard (which a prepare wrote and TFDS checked), in order."""
+    data = memoryview(path.read_bytes())
+    position = count = 0
+    while position + _HEADER.size <= len(data):
+        length, _ = _HEADER.unpack_from(data, position)
+        start = position + _HEADER.size
+        if start + length + _FOOTER_SIZE > len(data):
+            break
+        yield bytes(data[start : start + length])
+        position, count = start + length + _FOOTER_SIZE, count + 1
+    if position != len(data) or count != expected:
+        raise ValueError(f"{path}: expected {expected} TFRecord frames, found {count} whole ones "
+                         f"and {len(data) - position} bytes after them: prepare the dataset again")
