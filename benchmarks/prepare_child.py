@@ -3,6 +3,9 @@
 Run by ``run.py --child``. TensorFlow, TFDS and the builder's module are imported first and the
 process's RSS then is the baseline; the figure reported is the peak RSS while preparing (psutil
 polled every few ms, cross-checked with ``ru_maxrss``) minus that baseline.
+
+For ``emnist_idx`` the same process also measures the floor of any prepare, before and after it:
+gunzip the two images files (isal) and write those bytes, with fsync, next to the data dir.
 """
 
 from __future__ import annotations
@@ -49,6 +52,36 @@ def _max_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
 
 
+def gunzip_write_floor(bundle: Path, config: str, directory: Path) -> dict:
+    """The floor of any prepare: gunzip (isal) the config's two images files and write those
+    bytes to ``directory`` (the disk the prepare writes to), with fsync; the files are removed."""
+    from isal import igzip
+
+    from emnist_idx import configs
+
+    directory.mkdir(parents=True, exist_ok=True)
+    block = bytearray(1 << 22)
+    view = memoryview(block)
+    written = 0
+    cpu = time.process_time()
+    start = time.perf_counter()
+    for split in configs.SPLITS:
+        target = directory / f"floor-{split}.raw"
+        with igzip.open(bundle / "gzip" / configs.image_file(config, split), "rb") as source, \
+                open(target, "wb") as sink:
+            while got := source.readinto(block):
+                sink.write(view[:got])
+                written += got
+            sink.flush()
+            os.fsync(sink.fileno())
+    seconds = time.perf_counter() - start
+    cpu_s = time.process_time() - cpu
+    for split in configs.SPLITS:
+        (directory / f"floor-{split}.raw").unlink()
+    return {"seconds": seconds, "cpu_s": cpu_s, "bytes": written,
+            "mb_per_s": written / 2**20 / seconds}
+
+
 def _local_bundle_download_manager(zip_path: Path) -> None:
     """Makes TFDS's DownloadManager hand out ``zip_path`` for every URL (this process only).
 
@@ -91,6 +124,9 @@ def prepare(builder_name: str, config: str, bundle: Path, data_dir: Path,
     else:
         raise ValueError(f"unknown builder {builder_name!r}")
 
+    floors = []
+    if builder_name == "emnist_idx":
+        floors.append(gunzip_write_floor(bundle, config, data_dir.parent / "floor"))
     baseline = psutil.Process().memory_info().rss
     max_rss_before = _max_rss_bytes()
     with PeakRss() as peak:
@@ -109,6 +145,8 @@ def prepare(builder_name: str, config: str, bundle: Path, data_dir: Path,
         seconds = time.perf_counter() - start
         cpu_s = time.process_time() - cpu
     max_rss_after = _max_rss_bytes()
+    if floors:
+        floors.append(gunzip_write_floor(bundle, config, data_dir.parent / "floor"))
     # ru_maxrss is exact when the prepare set a new lifetime peak; otherwise the polled peak.
     peak_bytes = max(peak.peak, max_rss_after if max_rss_after > max_rss_before else 0)
     examples = sum(info.num_examples for info in builder.info.splits.values())
@@ -124,6 +162,7 @@ def prepare(builder_name: str, config: str, bundle: Path, data_dir: Path,
         "peak_rss_growth_mb": (peak_bytes - baseline) / 2**20,
         "data_dir": str(data_dir),
         "pid": os.getpid(),
+        "floors": floors,
     }
 
 

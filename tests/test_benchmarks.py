@@ -23,6 +23,9 @@ ROW_LABELS = [
     "cached epochs emnist_idx",
     "in-memory numpy pipeline",
     "to GPU, emnist_idx device=auto",
+    "floor: gunzip+write+fsync (isal)",
+    "floor: raw read of the train shards",
+    "ceiling: tf.data of ready batches",
 ]
 ROW_KEYS = [
     "prepare_emnist",
@@ -33,6 +36,9 @@ ROW_KEYS = [
     "cached_emnist_idx",
     "numpy_in_memory",
     "device_emnist_idx",
+    "floor_prepare",
+    "floor_raw_read",
+    "ceiling_pipeline",
 ]
 
 
@@ -41,14 +47,16 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--config", "digits", "--scale", "0.002", "--epochs", "2",
-         "--cache-dir", str(tmp_path / "cache"), "--tmp-dir", str(tmp_path), "--json", str(out)],
+         "--cache-dir", str(tmp_path / "cache"), "--tmp-dir", str(tmp_path), "--json", str(out),
+         "--chart", str(tmp_path / "chart.png")],
         capture_output=True, text=True, timeout=240, env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for label in ROW_LABELS:
         assert label in result.stdout, f"row {label!r} missing from:\n{result.stdout}"
-    assert "targets:" in result.stdout
-    assert result.stdout.count("PASS") + result.stdout.count("MISS") == 6
+    assert "targets (issue #13):" in result.stdout
+    assert result.stdout.count("PASS") + result.stdout.count("MISS") == 4
+    assert "CRC32C of 8,192 records" in result.stdout and "identical values" in result.stdout
 
     report = json.loads(out.read_text())
     for key in ("command", "config", "counts", "machine", "rows", "targets"):
@@ -59,15 +67,31 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
                 "tensorflow_datasets", "numpy", "gpus"):
         assert key in report["machine"]
     assert set(ROW_KEYS) <= set(report["rows"])
-    for key in ROW_KEYS[:-1]:
+    for key in ROW_KEYS[:7] + ROW_KEYS[8:]:
         row = report["rows"][key]
         assert row["examples"] > 0 and row["seconds"] > 0 and row["examples_per_s"] > 0
     assert report["rows"]["epoch1_emnist_idx"]["examples"] == 480
     assert report["rows"]["prepare_emnist_idx"]["examples"] == 560
     for key in ("prepare_emnist", "prepare_emnist_idx"):
         assert "peak_rss_growth_mb" in report["rows"][key]
-    assert len(report["targets"]) == 6
+    assert len(report["targets"]) == 4
     assert all(isinstance(target["passed"], bool) for target in report["targets"])
+    rows = report["rows"]
+    # Each figure has its ratio to its floor; the floors are measured, not assumed.
+    assert rows["prepare_emnist_idx"]["ratios"]["vs_floor"] > 0
+    assert rows["epoch1_emnist_idx"]["ratios"]["vs_floor"] > 0
+    assert rows["cached_emnist_idx"]["ratios"]["vs_floor"] > 0
+    assert len(rows["floor_prepare"]["floor_runs_s"]) == 2
+    assert rows["floor_prepare"]["bytes"] == 560 * 784 + 2 * 16  # with the IDX headers
+    assert rows["floor_raw_read"]["bytes"] > 480 * 784
+    assert rows["floor_raw_read"]["examples"] == rows["ceiling_pipeline"]["examples"] == 480
+    assert report["crc32c"]["identical"] is True
+
+    from PIL import Image
+
+    with Image.open(tmp_path / "chart.png") as chart:
+        assert chart.format == "PNG" and chart.width > 500 and chart.height > 200
+        assert len(chart.getcolors(1 << 16) or []) > 5  # bars and text, not a blank image
 
     # The bundle is kept in the cache dir, complete, for the next run to reuse.
     bundles = list((tmp_path / "cache").iterdir())
