@@ -175,10 +175,14 @@ def load_numpy(
     manual_dir: str | None = None,
     download: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Loads an EMNIST split as numpy arrays, like ``keras.datasets.mnist.load_data()`` does.
+    """Loads one EMNIST split, or a TFDS slice of it, as numpy arrays in TFDS's layout.
+
+    For ``keras.datasets``' convention (both splits, (N, 28, 28) images, uint8 labels) use
+    ``load_data()``; this keeps the channel axis and int64 labels, as ``tfds.load`` gives them.
 
     Args:
-      config, split, data_dir, manual_dir, download: as for ``load()``.
+      config, split, data_dir, manual_dir, download: as for ``load()``; ``split`` takes TFDS's
+        slicing ("train[:10%]", "test[100:200]").
 
     Returns:
       ``(x, y)`` in file order: ``x`` uint8 (N, 28, 28, 1), upright, 0 (background) to 255 (ink);
