@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -27,11 +28,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(REPO / "emnist_idx", source / "emnist_idx",
                     ignore=shutil.ignore_patterns("__pycache__"))
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", root / "dist", source],
-                   check=True, capture_output=True, timeout=300)
+    # Offline with the environment's setuptools and wheel when it has them; else pip's isolated build.
+    isolation = ["--no-build-isolation"] if all(
+        importlib.util.find_spec(name) for name in ("setuptools", "wheel")) else []
+    built = subprocess.run([*pip, "wheel", "--no-deps", *isolation, "-w", root / "dist", source],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = (root / "dist").glob("emnist_idx-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--target", root / "site", wheel],
-                   check=True, capture_output=True, timeout=300)
+    installed = subprocess.run([*pip, "install", "--no-deps", "--target", root / "site", wheel],
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert installed.returncode == 0, installed.stderr[-3000:]
     return root / "site"
 
 
