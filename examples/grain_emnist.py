@@ -6,9 +6,10 @@
 numpy arrays: "image" uint8 (28, 28, 1), "label" int64). With emnist_idx imported, the first call on
 a dataset prepared as TFRecord copies its records into array_record shards once.
 
-The fork caveat: a data source holds open array_record readers (and their threads), which do not
-survive being copied into worker processes. ``LazySource`` therefore opens it in each process on
-first use and never pickles it; the same class works as a PyTorch ``Dataset`` (README).
+The fork caveat: a data source holds open array_record readers (and their threads), which are not
+safe to copy into worker processes (a forked copy has the readers but not their threads).
+``LazySource`` therefore opens it in each process on first use and never pickles it; the same
+class works as a PyTorch ``Dataset`` (README).
 """
 
 from __future__ import annotations
