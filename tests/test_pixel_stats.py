@@ -16,6 +16,9 @@ def test_histogram_counts_equal_bincount_in_any_chunking_and_layout() -> None:
     for start in range(0, 37, 5):
         histogram.add(images[start : start + 5].transpose(0, 2, 1))  # upright views, as prepared
     np.testing.assert_array_equal(histogram.counts, expected)
+    histogram.add(np.zeros((3, 28, 28), np.uint8))  # blank images: only counted as zero words
+    expected[0] += 3 * 784
+    np.testing.assert_array_equal(histogram.counts, expected)
 
     odd = PixelHistogram()  # odd byte counts and strided views that must be copied
     odd.add(images.reshape(-1)[:1001])

@@ -1,22 +1,27 @@
 """The train split's pixel histogram, and the mean and std it gives (stored in the metadata).
 
 The one implementation for every prepare path (bulk and Beam). ``np.bincount`` over uint8 pixels
-widens each to an int64 index first (~3.7 ns per pixel here, 2 s of byclass's 547M pixels); over
-the same bytes viewed as uint16 pairs it does half the work, and the 65,536 pair counts fold back
-into 256 pixel counts once at the end: ~1.4 ns per pixel, the same exact counts.
+widens each to an int64 index first (~3.7 ns per pixel here, 2 s of byclass's 547M pixels). Here
+the pixels are read as uint64 words of 8: all-zero words (60% of EMNIST's, the blank margins) are
+only counted, and bincount sees the rest as uint16 pairs, whose 65,536 counts fold back into 256
+pixel counts at the end. Same exact counts, ~4x less time.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+_PAIRS = 1 << 16
+_WORD = 8  # pixels per uint64 word
+
 
 class PixelHistogram:
     """Counts uint8 pixel values over any number of image chunks; exact, in any chunking."""
 
     def __init__(self) -> None:
-        self._pairs = np.zeros(1 << 16, dtype=np.int64)  # counts of (byte 2i, byte 2i+1) pairs
-        self._singles = np.zeros(256, dtype=np.int64)  # odd bytes out at the end of a chunk
+        self._pairs = np.zeros(_PAIRS, dtype=np.int64)  # counts of (byte 2i, byte 2i+1) pairs
+        self._singles = np.zeros(256, dtype=np.int64)  # bytes after a chunk's last whole word
+        self._zero_words = 0
 
     def add(self, images: np.ndarray) -> None:
         """Counts every pixel of a uint8 array of any shape.
@@ -27,16 +32,20 @@ class PixelHistogram:
         if images.dtype != np.uint8:
             raise TypeError(f"pixel histogram expects uint8 images, got {images.dtype}")
         flat = images.ravel(order="K")
-        paired = len(flat) // 2 * 2
-        self._pairs += np.bincount(flat[:paired].view(np.uint16), minlength=1 << 16)
-        if paired != len(flat):
-            self._singles[flat[-1]] += 1
+        whole = len(flat) // _WORD * _WORD
+        words = flat[:whole].view(np.uint64)
+        inked = words[words != 0]
+        self._zero_words += len(words) - len(inked)
+        self._pairs += np.bincount(inked.view(np.uint16), minlength=_PAIRS)
+        self._singles += np.bincount(flat[whole:], minlength=256)
 
     @property
     def counts(self) -> np.ndarray:
         """(256,) int64: how many pixels have each value."""
         pairs = self._pairs.reshape(256, 256)  # [high byte, low byte] of each uint16
-        return pairs.sum(axis=0) + pairs.sum(axis=1) + self._singles
+        counts = pairs.sum(axis=0) + pairs.sum(axis=1) + self._singles
+        counts[0] += self._zero_words * _WORD
+        return counts
 
     def moments(self) -> tuple[float, float]:
         """Mean and standard deviation on the 0..1 scale (raises if no pixel was counted)."""
