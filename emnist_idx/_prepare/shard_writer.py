@@ -1,7 +1,8 @@
 """Writing a split's shards in bulk, in TFDS's own file layout and formats.
 
-Three threads overlap on a TFRecord prepare: one gunzips the images (and counts the train pixels:
-``on_chunk``), one encodes and frames the records (CRC32C), and the calling thread writes them.
+Three threads overlap on a TFRecord prepare: one gunzips the images, one encodes and frames the
+records (CRC32C), and the calling thread writes them and then hands the images to ``on_chunk``
+(counting the train pixels), which balances the three about evenly.
 gunzip, numpy copies and file writes release the GIL, so they share both cores. The images file is
 streamed once per split; chunks are cut where shards end.
 """
@@ -55,19 +56,25 @@ def write_split(
     """Writes one split's shards and returns its SplitInfo.
 
     ``read_images(start, stop)`` yields upright image chunks for those examples; it is called once,
-    for the whole split, and runs in a background thread. ``on_chunk`` sees every image chunk (in
-    that thread too), e.g. to count pixels.
+    for the whole split, and runs in a background thread. ``on_chunk`` sees every image once, in
+    chunks (in the calling thread, after their records were written), e.g. to count pixels.
     """
     template = filename_template.replace(split=split_name)
     shards = plan_shards(len(labels), encoder.record_size)
     paths = [template.sharded_filepath(shard_index=index, num_shards=len(shards))
              for index in range(len(shards))]
-    chunks = _prefetched(_with_callback(read_images(0, len(labels)), on_chunk))
-    pieces = _shard_pieces(chunks, shards)
+
+    def written(images: np.ndarray) -> None:
+        if on_chunk:
+            on_chunk(images)
+        if progress:
+            progress(len(images))
+
+    pieces = _shard_pieces(_prefetched(read_images(0, len(labels))), shards)
     if file_format == file_adapters.FileFormat.TFRECORD:
-        _write_tfrecord_shards(paths, pieces, labels, encoder, progress)
+        _write_tfrecord_shards(paths, pieces, labels, encoder, written)
     else:
-        _write_adapter_shards(paths, pieces, labels, encoder, file_format, progress)
+        _write_adapter_shards(paths, pieces, labels, encoder, file_format, written)
     return splits.SplitInfo(
         name=split_name,
         shard_lengths=[stop - start for start, stop in shards],
@@ -99,11 +106,11 @@ def _shard_pieces(chunks: Iterable[np.ndarray], shards: Sequence[tuple[int, int]
 
 def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
                            labels: np.ndarray, encoder: RecordEncoder,
-                           progress: Callable[[int], None] | None) -> None:
+                           written: Callable[[np.ndarray], None]) -> None:
     """Frames the pieces in a background thread and writes them here, one shard file after another
     (every shard file is created, also an empty one)."""
     framed = _prefetched(
-        (shard, _frames(encoder, images, labels[start : start + len(images)]))
+        (shard, images, _frames(encoder, images, labels[start : start + len(images)]))
         for shard, start, images in pieces
     )
     streams: list[BinaryIO] = []
@@ -116,10 +123,9 @@ def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
         return streams[shard]
 
     try:
-        for shard, frames in framed:
+        for shard, images, frames in framed:
             stream_for(shard).write(frames.data)
-            if progress:
-                progress(len(frames))
+            written(images)
         stream_for(len(paths) - 1)
     finally:
         if streams:
@@ -136,7 +142,7 @@ def _frames(encoder: RecordEncoder, images: np.ndarray, labels: np.ndarray) -> n
 def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
                           labels: np.ndarray, encoder: RecordEncoder,
                           file_format: file_adapters.FileFormat,
-                          progress: Callable[[int], None] | None) -> None:
+                          written: Callable[[np.ndarray], None]) -> None:
     """Formats other than TFRecord go through TFDS's own adapter, one shard at a time."""
     adapter = file_adapters.ADAPTER_FOR_FORMAT[file_format]
     grouped = itertools.groupby(pieces, key=lambda piece: piece[0])
@@ -145,29 +151,20 @@ def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
         group: Iterable[Piece] = ()
         if current is not None and current[0] == index:
             group, current = current[1], None
-        adapter.write_examples(path, _keyed_records(group, labels, encoder, progress))
+        adapter.write_examples(path, _keyed_records(group, labels, encoder, written))
         if current is None:  # the group was written: on to the next shard's pieces
             current = next(grouped, None)
 
 
 def _keyed_records(pieces: Iterable[Piece], labels: np.ndarray, encoder: RecordEncoder,
-                   progress: Callable[[int], None] | None) -> Iterator[tuple[int, bytes]]:
+                   written: Callable[[np.ndarray], None]) -> Iterator[tuple[int, bytes]]:
     for _, start, images in pieces:
         rows = encoder.encode(images, labels[start : start + len(images)])
         data = rows.tobytes()
         size = encoder.record_size
         for key, offset in enumerate(range(0, len(data), size), start):
             yield key, data[offset : offset + size]
-        if progress:
-            progress(len(images))
-
-
-def _with_callback(chunks: Iterable[np.ndarray], on_chunk: Callable[[np.ndarray], None] | None
-                   ) -> Iterator[np.ndarray]:
-    for chunk in chunks:
-        if on_chunk:
-            on_chunk(chunk)
-        yield chunk
+        written(images)
 
 
 _DONE = object()
