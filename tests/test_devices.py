@@ -9,8 +9,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -147,6 +149,113 @@ def test_device_copy_crosses_as_uint8_and_equals_the_host_path(
         host_x, host_y = _collect(host)
         np.testing.assert_array_equal(device_x, host_x)
         np.testing.assert_array_equal(device_y, host_y)
+
+
+@two_cpus
+@pytest.mark.parametrize(("normalize", "one_hot", "drop_remainder"), [
+    ("scale", False, False), ("standardize", True, True)])
+def test_split_resident_on_the_device_equals_the_host_path(
+        data_dir: str, normalize: str, one_hot: bool, drop_remainder: bool) -> None:
+    arguments = {"batch_size": 100, "normalize": normalize, "one_hot": one_hot, "seed": 5,
+                 "drop_remainder": drop_remainder, "data_dir": data_dir}
+    resident = load("balanced", device="/cpu:1", cache="device", **arguments)
+    crossing = _input_of_the_copy(resident).element_spec
+    assert crossing.dtype == tf.int64 and crossing.shape.as_list() == [100 if drop_remainder
+                                                                      else None]
+    steps = TRAIN // 100 if drop_remainder else math.ceil(TRAIN / 100)
+    assert int(resident.cardinality()) == steps
+    host = load("balanced", device=None, cache=True, **arguments)
+    assert resident.element_spec == host.element_spec
+    for epoch in range(2):  # the same reshuffled order on both paths, epoch by epoch
+        images, labels = _collect(resident)
+        host_images, host_labels = _collect(host)
+        assert len(images) == (steps * 100 if drop_remainder else TRAIN)
+        np.testing.assert_array_equal(images, host_images)
+        np.testing.assert_array_equal(labels, host_labels)
+    images, _ = next(iter(resident))
+    assert images.device.endswith("CPU:1")
+
+
+@two_cpus
+def test_split_resident_on_the_device_fits_a_model(data_dir: str) -> None:
+    resident = load("balanced", batch_size=64, device="/cpu:1", cache="device", data_dir=data_dir)
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(47, activation="softmax")])
+    model.compile("adam", "sparse_categorical_crossentropy")
+    steps = _CountSteps()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(resident, epochs=2, verbose=0, callbacks=[steps])
+    assert steps.announced == [math.ceil(TRAIN / 64)] * 2 and steps.ran == 2 * math.ceil(TRAIN / 64)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    assert np.isfinite(history.history["loss"]).all()
+
+
+def test_split_resident_needs_a_device_and_says_when_it_does_not_fit(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    for device in ("auto", None):
+        with pytest.raises(ValueError, match="cache='device' keeps the split on the device"):
+            load("balanced", cache="device", device=device, data_dir=data_dir)
+
+    def exhausted(*_, **__):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(tf, "Variable", exhausted)
+    with pytest.raises(MemoryError, match=r"emnist_idx/balanced.*'train'.*1 MB on /cpu:0.*cache=True"):
+        load("balanced", cache="device", device="/cpu:0", data_dir=data_dir)
+
+
+# --- tf.distribute: the README's two recipes, steps counted ---
+
+class _CountSteps(keras.callbacks.Callback):
+    """Records the steps Keras announces per epoch and the steps it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.announced, self.ran = [], 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.announced.append(self.params["steps"])
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.ran += 1
+
+
+@two_cpus
+def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_dir: str) -> None:
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(47, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+    steps = _CountSteps()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = model.fit(load("balanced", batch_size=64, seed=0, data_dir=data_dir),
+                            epochs=2, verbose=0, callbacks=[steps])
+    assert steps.announced == [math.ceil(TRAIN / 64)] * 2
+    assert steps.ran == 2 * math.ceil(TRAIN / 64)
+    assert not [w for w in caught if "ran out of data" in str(w.message)]
+    assert np.isfinite(history.history["loss"]).all()
+
+
+@two_cpus
+def test_custom_loop_over_input_context_pipelines_sees_every_example_once(data_dir: str) -> None:
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    distributed = strategy.distribute_datasets_from_function(
+        lambda context: load("balanced", batch_size=64, normalize="none", data_dir=data_dir,
+                             input_context=context))
+    steps, examples, per_replica = 0, 0, set()
+    for _ in range(2):  # two epochs, each a new iteration
+        for images, labels in distributed:
+            sizes = strategy.experimental_local_results(
+                strategy.run(lambda x, y: tf.shape(y)[0], args=(images, labels)))
+            per_replica.update(int(size) for size in sizes)
+            examples += sum(int(size) for size in sizes)
+            steps += 1
+    assert steps == 2 * math.ceil(TRAIN / 64)  # global steps, as README says to count them
+    assert examples == 2 * TRAIN
+    assert max(per_replica) == 32  # 64 split over 2 replicas
 
 
 # --- Keras on JAX ---

@@ -9,7 +9,9 @@ TensorFlow only reads data, so "auto" hides the GPUs from it before anything ini
 TFDS advises JAX users): TensorFlow would otherwise take most of their memory.
 
 An explicit device (``device="/gpu:0"``) asks for the copy: batches cross as uint8 (a quarter of
-float32's bytes) and are normalized on the device. The copy must be the pipeline's last stage, so
+float32's bytes) and are normalized on the device. With ``cache="device"`` the whole uint8 split is
+copied to the device once (byclass: 547 MB of images) and only each batch's indices cross: the
+batch is gathered and normalized on the device. The copy must be the pipeline's last stage, so
 that dataset reports its cardinality through a wrapper, not through its ops.
 """
 
@@ -23,6 +25,10 @@ from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.python.data.experimental.ops import prefetching_ops
+
+from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.reading import SplitSource
 
 AUTO = "auto"
 _TENSORFLOW = "tensorflow"
@@ -93,6 +99,37 @@ def copied_to(batches: tf.data.Dataset, device: str,
                 copied = copied.map(on_device)
         copied = copied.prefetch(1)
     return WithCardinality(copied, batches.cardinality())
+
+
+def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuffle: bool,
+                     seed: int | None, drop_remainder: bool, transform: Callable[..., tuple]
+                     ) -> tuple[tf.data.Dataset, Callable[[tf.Tensor], tuple]]:
+    """One epoch of index batches (host) and the function making each batch on ``device``.
+
+    The whole uint8 split is read now (not on first iteration) and copied to ``device`` once, as
+    two variables. Only each batch's int64 indices cross per step (``copied_to``); the function
+    gathers them from the variables and applies ``transform`` there. Raises MemoryError, naming the
+    sizes, when the device cannot hold the split.
+    """
+    images, labels = reading.read_chunks(source).rebatch(source.num_examples).get_single_element()
+    try:
+        with tf.device(device):
+            resident_images = tf.Variable(images, trainable=False, name="emnist_idx_images")
+            resident_labels = tf.Variable(labels, trainable=False, name="emnist_idx_labels")
+    except tf.errors.ResourceExhaustedError as exc:
+        raise MemoryError(
+            f"cache='device': {source.builder.info.full_name} split={source.split!r} needs "
+            f"{memory_cache.cache_bytes(source.num_examples) / 1e6:,.0f} MB on {device}, which "
+            "does not have them free; use cache=True (host memory) instead") from exc
+    indices = memory_cache.epoch_orders(source.num_examples, shuffle=shuffle, seed=seed).flat_map(
+        no_autograph(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder)))
+
+    def gather(batch_indices: tf.Tensor) -> tuple:
+        return transform(tf.gather(resident_images, batch_indices),
+                         tf.gather(resident_labels, batch_indices))
+
+    return indices, gather
 
 
 class WithCardinality(tf.data.Dataset):

@@ -71,7 +71,10 @@ def load(
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
         else sysconf); the first epoch fills it from the files and later epochs gather shuffled
-        batches from it. True always caches, False always streams from the files.
+        batches from it. True always caches, False always streams from the files. "device"
+        (with a ``device`` string such as "/gpu:0"): the whole uint8 split is read when ``load()``
+        is called and kept on that device (byclass: 547 MB); each batch is gathered and normalized
+        there and only its indices cross. MemoryError when the device cannot hold it.
       drop_remainder: drop the last batch when it is smaller than ``batch_size``.
       repeat: repeat forever (infinite cardinality); otherwise one epoch per iteration with a known
         cardinality of ceil(examples / batch_size) batches (floor with ``drop_remainder``).
@@ -93,11 +96,14 @@ def load(
         cardinality, which this result reports through a wrapper, and run on the device).
       input_context: a ``tf.distribute.InputContext``, as passed by
         ``strategy.distribute_datasets_from_function(lambda ctx: load(..., input_context=ctx))``
-        (MirroredStrategy, MultiWorkerMirroredStrategy). This pipeline then reads only its equal,
-        disjoint share of the split (``tfds.even_splits(..., drop_remainder=True)``, so every
-        worker runs the same number of steps) and batches
-        ``input_context.get_per_replica_batch_size(batch_size)`` examples. On one worker,
-        ``model.fit(load(...))`` under ``strategy.scope()`` also works: Keras splits the batches.
+        (MirroredStrategy, MultiWorkerMirroredStrategy), for custom training loops. This pipeline
+        then reads only its equal, disjoint share of the split (``tfds.even_splits(...,
+        drop_remainder=True)``, so every worker runs the same number of steps) and batches
+        ``input_context.get_per_replica_batch_size(batch_size)`` examples. For Keras, use
+        ``model.fit(load(...))`` under ``strategy.scope()`` instead: Keras splits the global
+        batches and runs exactly the steps it announces, whereas Keras 3 takes a distributed
+        dataset's per-replica cardinality as its step count (twice too many with 2 replicas, then
+        "Your input ran out of data").
       service: address of a tf.data service dispatcher, e.g. "grpc://host:port". The service's
         workers read and parse the files (they must see ``data_dir`` under the same path) and
         send uint8 chunks; this process batches, normalizes and prefetches them. Sharding policy
@@ -153,10 +159,15 @@ def load(
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
     model_ready = _model_ready(builder, normalize, one_hot)
-    # Copied to a device, batches cross as uint8 and become model-ready there.
-    batches = _read_batches(source, batch_size, model_ready if target is None else None,
-                            shuffle=shuffle, seed=seed, cache=cache,
-                            drop_remainder=drop_remainder, service=service)
+    if cache == "device" and target is not None:  # the split kept on the device: indices cross
+        batches, on_device = devices.resident_batches(
+            source, batch_size, target, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
+            transform=model_ready)
+    else:  # copied to a device, batches cross as uint8 and become model-ready there
+        batches = _read_batches(source, batch_size, model_ready if target is None else None,
+                                shuffle=shuffle, seed=seed, cache=cache,
+                                drop_remainder=drop_remainder, service=service)
+        on_device = model_ready
     if service is None:  # through the service the count is only "at most once" per example
         batches = batches.apply(tf.data.experimental.assert_cardinality(steps))
     if repeat:
@@ -164,7 +175,7 @@ def load(
     batches = batches.with_options(_options(input_context)).prefetch(tf.data.AUTOTUNE)
     if target is None:
         return batches
-    return devices.copied_to(batches, target, no_autograph(model_ready))
+    return devices.copied_to(batches, target, no_autograph(on_device))
 
 
 def load_numpy(
@@ -268,8 +279,13 @@ def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int 
     normalization.check_normalize(normalize)
     if seed is not None and not _is_integer(seed):
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
-    if not (cache is True or cache is False or cache == "auto"):
-        raise ValueError(f"cache={cache!r} is not supported: use 'auto', True or False")
+    if not (cache is True or cache is False or cache in ("auto", "device")):
+        raise ValueError(f"cache={cache!r} is not supported: use 'auto', True or False "
+                         "(or 'device' with a device such as '/gpu:0')")
+    if cache == "device" and (device in (None, "auto") or service is not None):
+        raise ValueError("cache='device' keeps the split on the device that batches are copied "
+                         f"to: give device='/gpu:0' (or another device), got device={device!r}"
+                         + (" and a service" if service is not None else ""))
     if service is not None:
         if not isinstance(service, str) or not service:
             raise ValueError(f"service must be a dispatcher address such as 'grpc://host:5050', "

@@ -79,10 +79,10 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
         return tf.data.Dataset.range(steps).map(no_autograph(gather), num_parallel_calls=tf.data.AUTOTUNE,
                                                 deterministic=True)
 
-    return _epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(no_autograph(epoch))
+    return epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(no_autograph(epoch))
 
 
-def _epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
     """One element per iteration: the order of the examples, a fresh permutation each epoch."""
     if not shuffle:
         return tf.data.Dataset.from_tensors(tf.range(num_examples, dtype=tf.int64))
