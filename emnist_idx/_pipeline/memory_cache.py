@@ -82,6 +82,30 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
     return epoch_orders(total, shuffle=shuffle, seed=seed).flat_map(no_autograph(epoch))
 
 
+def ceiling_batches(num_examples: int, batch_size: int = 128, one_hot: int | None = None
+                    ) -> tf.data.Dataset:
+    """The pipeline's own ceiling: one epoch of precomputed model-ready batches, nothing else.
+
+    The same batch count and shapes as ``load()``'s epoch of ``num_examples`` (float32 images,
+    int64 labels, or float32 one-hot rows of ``one_hot`` classes), each batch already built, then
+    prefetched: what iterating a tf.data pipeline costs by itself. ``benchmarks/run.py`` times it
+    to show how far the cached epochs are from that limit.
+    """
+    full, rest = divmod(num_examples, batch_size)
+
+    def batch(size: int) -> tf.data.Dataset:
+        labels = tf.zeros((size,), tf.int64)
+        if one_hot:
+            labels = tf.one_hot(labels, one_hot, dtype=tf.float32)
+        return tf.data.Dataset.from_tensors((tf.zeros((size, *configs.IMAGE_SHAPE), tf.float32),
+                                             labels))
+
+    batches = batch(batch_size).repeat(full)
+    if rest:
+        batches = batches.concatenate(batch(rest))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
 def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
     """One element per iteration: the order of the examples, a fresh permutation each epoch."""
     if not shuffle:
