@@ -11,7 +11,8 @@ run on that bundle, each in fresh data dirs under a temporary directory:
   * TFDS's standard pipeline over ``emnist`` for two epochs;
   * ``emnist_idx.load`` for ``--epochs`` epochs (the first includes the load() call);
   * the hand-written in-memory numpy pipeline over the same arrays (median of ``--epochs``);
-  * with a GPU, images/s reaching the device through ``load(..., device="auto")``;
+  * with a GPU, images/s reaching it through ``load(..., device="/gpu:0")`` (uint8 across,
+    normalized there) and with the split resident on it (``cache="device"``);
   * the floors: gunzip+write+fsync of the images files (isal, in the emnist_idx prepare's own
     process, before and after it; the faster counts), a raw read of the prepared train shards, and
     the pipeline's ceiling (a tf.data pipeline that only yields precomputed batches).
@@ -52,7 +53,8 @@ ROWS = [
     ("epoch1_emnist_idx", "epoch 1 emnist_idx (incl. load())"),
     ("cached_emnist_idx", "cached epochs emnist_idx"),
     ("numpy_in_memory", "in-memory numpy pipeline"),
-    ("device_emnist_idx", "to GPU, emnist_idx device=auto"),
+    ("device_emnist_idx", "to GPU, emnist_idx device=/gpu:0"),
+    ("resident_emnist_idx", "GPU-resident, cache=device"),
     ("floor_prepare", "floor: gunzip+write+fsync (isal)"),
     ("floor_raw_read", "floor: raw read of the train shards"),
     ("ceiling_pipeline", "ceiling: tf.data of ready batches"),
@@ -67,6 +69,7 @@ FLOOR_OF = {
     "cached_emnist_idx": "ceiling_pipeline",
     "numpy_in_memory": "ceiling_pipeline",
     "device_emnist_idx": "ceiling_pipeline",
+    "resident_emnist_idx": "ceiling_pipeline",
 }
 
 # Issue #13's targets. name, row, reference row, kind, bound: "speedup" is the row's examples/s
@@ -317,8 +320,12 @@ def measure_numpy_epochs(bundle: Path, config: str, epochs: int) -> dict:
     return median_figures(times, examples, cpu, epochs_measured=f"1..{epochs}")
 
 
-def measure_device(config: str, data_dir: Path, epochs: int) -> dict:
-    """Images/s reaching the GPU through ``load(..., device="auto")``; skipped without a GPU."""
+def measure_device(config: str, data_dir: Path, epochs: int, cache: bool | str = "auto") -> dict:
+    """Images/s reaching the GPU through ``load(..., device="/gpu:0")``; skipped without a GPU.
+
+    Batches cross as uint8 and are normalized on the GPU; with ``cache="device"`` the whole split
+    is kept on the GPU and only each batch's indices cross.
+    """
     import tensorflow as tf
 
     if not tf.config.list_physical_devices("GPU"):
@@ -335,7 +342,8 @@ def measure_device(config: str, data_dir: Path, epochs: int) -> dict:
         return examples
 
     def first_epoch() -> int:
-        state["ds"] = load(config, "train", data_dir=str(data_dir), seed=0, device="auto")
+        state["ds"] = load(config, "train", data_dir=str(data_dir), seed=0, device="/gpu:0",
+                           cache=cache)
         return on_device(state["ds"])
 
     seconds1, examples1 = timed_epoch(first_epoch)
@@ -382,19 +390,9 @@ def measure_raw_read(config: str, data_dir: Path, train_examples: int, repeats: 
 
 def measure_ceiling(train_examples: int, epochs: int) -> dict:
     """A tf.data pipeline that only yields precomputed batches: what the consumer loop costs."""
-    import numpy as np
-    import tensorflow as tf
+    from emnist_idx._pipeline import memory_cache
 
-    def ready(size: int):
-        batch = (tf.constant(np.zeros((size, 28, 28, 1), np.float32)),
-                 tf.constant(np.zeros(size, np.int64)))
-        return tf.data.Dataset.from_tensors(batch)
-
-    full, rest = divmod(train_examples, BATCH_SIZE)
-    dataset = ready(BATCH_SIZE).repeat(full)
-    if rest:  # the same batches as an epoch: full ones, then the remainder
-        dataset = dataset.concatenate(ready(rest))
-    dataset = dataset.prefetch(tf.data.AUTOTUNE)
+    dataset = memory_cache.ceiling_batches(train_examples, BATCH_SIZE)
     times, cpu, examples = [], [], 0
     for _ in range(epochs):
         seconds, examples = timed_epoch(lambda: consume(dataset))
@@ -451,6 +449,8 @@ def add_ratios(rows: dict) -> None:
         "numpy_in_memory": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist"},
         "device_emnist_idx": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist",
                               "vs_numpy": "numpy_in_memory"},
+        "resident_emnist_idx": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist",
+                                "vs_numpy": "numpy_in_memory"},
     }
     for row, refs in references.items():
         if row in rows and "examples_per_s" in rows[row]:
@@ -600,6 +600,8 @@ def benchmark(args: argparse.Namespace) -> dict:
         rows["numpy_in_memory"] = measure_numpy_epochs(bundle, args.config, args.epochs)
         log("device path")
         rows["device_emnist_idx"] = measure_device(args.config, idx_dir, args.epochs)
+        rows["resident_emnist_idx"] = measure_device(args.config, idx_dir, args.epochs,
+                                                     cache="device")
         log("floors: gunzip+write (from the prepare child), raw read, pipeline ceiling")
         rows["floor_prepare"] = floor_prepare_row(rows["prepare_emnist_idx"])
         rows["floor_raw_read"] = measure_raw_read(args.config, idx_dir, counts[0])

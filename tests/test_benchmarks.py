@@ -22,7 +22,8 @@ ROW_LABELS = [
     "epoch 1 emnist_idx (incl. load())",
     "cached epochs emnist_idx",
     "in-memory numpy pipeline",
-    "to GPU, emnist_idx device=auto",
+    "to GPU, emnist_idx device=/gpu:0",
+    "GPU-resident, cache=device",
     "floor: gunzip+write+fsync (isal)",
     "floor: raw read of the train shards",
     "ceiling: tf.data of ready batches",
@@ -36,6 +37,7 @@ ROW_KEYS = [
     "cached_emnist_idx",
     "numpy_in_memory",
     "device_emnist_idx",
+    "resident_emnist_idx",
     "floor_prepare",
     "floor_raw_read",
     "ceiling_pipeline",
@@ -67,7 +69,7 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
                 "tensorflow_datasets", "numpy", "gpus"):
         assert key in report["machine"]
     assert set(ROW_KEYS) <= set(report["rows"])
-    for key in ROW_KEYS[:7] + ROW_KEYS[8:]:
+    for key in ROW_KEYS[:7] + ROW_KEYS[9:]:  # not the two GPU rows
         row = report["rows"][key]
         assert row["examples"] > 0 and row["seconds"] > 0 and row["examples_per_s"] > 0
     assert report["rows"]["epoch1_emnist_idx"]["examples"] == 480
