@@ -176,21 +176,6 @@ def test_split_resident_on_the_device_equals_the_host_path(
     assert images.device.endswith("CPU:1")
 
 
-@two_cpus
-def test_split_resident_on_the_device_fits_a_model(data_dir: str) -> None:
-    resident = load("balanced", batch_size=64, device="/cpu:1", cache="device", data_dir=data_dir)
-    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(47, activation="softmax")])
-    model.compile("adam", "sparse_categorical_crossentropy")
-    steps = _CountSteps()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        history = model.fit(resident, epochs=2, verbose=0, callbacks=[steps])
-    assert steps.announced == [math.ceil(TRAIN / 64)] * 2 and steps.ran == 2 * math.ceil(TRAIN / 64)
-    assert not [w for w in caught if "ran out of data" in str(w.message)]
-    assert np.isfinite(history.history["loss"]).all()
-
-
 def test_split_resident_needs_a_device_and_says_when_it_does_not_fit(
         data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     for device in ("auto", None):
@@ -221,22 +206,33 @@ class _CountSteps(keras.callbacks.Callback):
         self.ran += 1
 
 
-@two_cpus
-def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_dir: str) -> None:
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def _fit_two_epochs_counting_steps(dataset: tf.data.Dataset, strategy: tf.distribute.Strategy,
+                                   steps: int) -> None:
+    """model.fit for 2 epochs under ``strategy``: ``steps`` announced and run each, no warning."""
     with strategy.scope():
         model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                   keras.layers.Dense(47, activation="softmax")])
         model.compile("adam", "sparse_categorical_crossentropy")
-    steps = _CountSteps()
+    counted = _CountSteps()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        history = model.fit(load("balanced", batch_size=64, seed=0, data_dir=data_dir),
-                            epochs=2, verbose=0, callbacks=[steps])
-    assert steps.announced == [math.ceil(TRAIN / 64)] * 2
-    assert steps.ran == 2 * math.ceil(TRAIN / 64)
+        history = model.fit(dataset, epochs=2, verbose=0, callbacks=[counted])
+    assert counted.announced == [steps] * 2 and counted.ran == 2 * steps
     assert not [w for w in caught if "ran out of data" in str(w.message)]
     assert np.isfinite(history.history["loss"]).all()
+
+
+@two_cpus
+def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_dir: str) -> None:
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    _fit_two_epochs_counting_steps(load("balanced", batch_size=64, seed=0, data_dir=data_dir),
+                                   strategy, math.ceil(TRAIN / 64))
+
+
+@two_cpus
+def test_split_resident_on_the_device_fits_a_model(data_dir: str) -> None:
+    resident = load("balanced", batch_size=64, device="/cpu:1", cache="device", data_dir=data_dir)
+    _fit_two_epochs_counting_steps(resident, tf.distribute.get_strategy(), math.ceil(TRAIN / 64))
 
 
 @two_cpus
