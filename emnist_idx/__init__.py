@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from emnist_idx.emnist_idx_dataset_builder import Builder
-from emnist_idx.errors import IdxFormatError
+from emnist_idx.errors import IdxFormatError, PreparedDataError
 from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
 from emnist_idx._format.mapping import read_mapping
 from emnist_idx.configs import class_names
@@ -35,6 +35,7 @@ __all__ = [
     "Builder",
     "IdxFormatError",
     "IdxHeader",
+    "PreparedDataError",
     "__version__",
     "class_names",
     "iter_idx",

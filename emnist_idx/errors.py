@@ -1,7 +1,8 @@
 """Errors raised by emnist_idx.
 
     ValueError
-     └── IdxFormatError          a file is not the IDX file (or mapping file) it should be
+     ├── IdxFormatError          a file is not the IDX file (or mapping file) it should be
+     └── PreparedDataError       a prepared dataset's file (shard, dataset_info.json, ...) is damaged
     FileNotFoundError            a source file is missing (raised as the builtin, naming the path)
 """
 
@@ -20,3 +21,18 @@ class IdxFormatError(ValueError):
         self.source = os.fspath(source)
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
+
+
+class PreparedDataError(ValueError):
+    """A file of a prepared dataset (a shard, dataset_info.json, features.json, metadata.json) is
+    missing, unreadable, corrupt or disagrees with the others.
+
+    The message starts with the file's name, says what was expected and what was found, and ends
+    with the command that rebuilds the dataset (``rebuild``).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str, rebuild: str = "") -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        self.rebuild = rebuild
+        super().__init__(f"{self.path}: {problem}" + (f"; {rebuild}" if rebuild else ""))

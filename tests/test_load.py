@@ -14,9 +14,11 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+import emnist_idx
 from emnist_idx import configs
 from emnist_idx._pipeline import memory_cache, reading
 from emnist_idx import class_names
+from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._pipeline.loading import load, load_numpy
 
 TRAIN, TEST = 1128, 282  # dummy balanced: 24 train and 6 test examples for each of 47 classes
@@ -259,14 +261,15 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
             writer.write(record)
 
     class _Instruction:
-        filename, skip, take = str(path), 0, count
+        filename, skip, take, examples_in_shard = str(path), 0, count, count
 
     class _TFRecordBuilder:
         class info:  # noqa: N801 - stands in for builder.info
             file_format = tfds.core.FileFormat.TFRECORD
 
-    source = reading.SplitSource(builder=_TFRecordBuilder(), split="big",
-                                          num_examples=count, instructions=(_Instruction(),))
+    layout = RecordLayout.of(emnist_idx.Builder(config="balanced").info.features)
+    source = reading.SplitSource(builder=_TFRecordBuilder(), split="big", num_examples=count,
+                                 instructions=(_Instruction(),), layout=layout)
     dataset = memory_cache.cached_batches(source, 4096, shuffle=True, seed=0,
                                             drop_remainder=False)
     for epoch in range(2):
@@ -381,12 +384,31 @@ def test_tf_data_service_round_trip(data_dir: str, monkeypatch: pytest.MonkeyPat
     ({"service": "grpc://localhost:1", "cache": True}, "cannot be combined with service"),
     ({"device": "/cpu:0", "input_context": tf.distribute.InputContext()}, "input_context"),
     ({"split": "test[:10]", "batch_size": 64, "drop_remainder": True}, "leaves no batch"),
+    ({"split": "train[5:3]"}, "'train[5:3]' selects no examples"),
+    ({"split": "test+train[90%:10%]", "drop_remainder": True}, "'train[90%:10%]' selects no"),
+    ({"split": "train[5:5]", "drop_remainder": True}, "'train[5:5]' selects no examples"),
+    ({"batch_size": 2**63}, "no larger than 2**31-1"),
+    ({"batch_size": 2**31}, "no larger than 2**31-1"),
+    ({"shuffle": "no"}, "shuffle must be True or False"),
+    ({"drop_remainder": "no"}, "drop_remainder must be True or False"),
+    ({"repeat": 2}, "repeat must be True or False"),
+    ({"one_hot": 1}, "one_hot must be True or False"),
+    ({"download": "yes"}, "download must be True or False"),
 ])
 def test_bad_arguments_are_clear_errors(data_dir: str, kwargs: dict, message: str) -> None:
     arguments = {"config": "balanced", "data_dir": data_dir, **kwargs}
     with pytest.raises(ValueError) as raised:
         load(arguments.pop("config"), **arguments)
     assert message in str(raised.value)
+
+
+def test_flags_accept_numpy_bools_and_numpy_rejects_a_string_download(data_dir: str) -> None:
+    dataset = load("balanced", "test", data_dir=data_dir, shuffle=np.bool_(False),
+                   drop_remainder=np.True_, repeat=np.False_, one_hot=np.False_,
+                   download=np.True_, batch_size=np.int64(100), device=None)
+    assert int(dataset.cardinality()) == TEST // 100
+    with pytest.raises(ValueError, match="download must be True or False"):
+        load_numpy("balanced", "test", data_dir=data_dir, download="no")
 
 
 def test_bad_config_for_numpy_and_class_names() -> None:

@@ -19,6 +19,7 @@ from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._prepare.preparing import prepared_builder
 
+_MAX_BATCH_SIZE = 2**31 - 1  # tf.data's batch sizes are int64, but tensors index with int32
 
 
 def load(
@@ -145,6 +146,9 @@ def load(
     """
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)
+    _check_bool(one_hot=one_hot, drop_remainder=drop_remainder, repeat=repeat, download=download)
+    if shuffle is not None:
+        _check_bool(shuffle=shuffle)
     # First, before any op initializes TensorFlow's devices: "auto" hides GPUs from it under JAX.
     target = devices.target_device(device)
     builder = prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
@@ -206,17 +210,11 @@ def load_numpy(
     ```
     """
     configs.check_config(config)
+    _check_bool(download=download)
     source = reading.split_source(
-        prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
-                               download=download), split)
-    images = np.empty((source.num_examples, *configs.IMAGE_SHAPE), dtype=np.uint8)
-    labels = np.empty((source.num_examples,), dtype=np.int64)
-    start = 0
-    for chunk_images, chunk_labels in reading.read_chunks(source).as_numpy_iterator():
-        stop = start + len(chunk_labels)
-        images[start:stop], labels[start:stop] = chunk_images, chunk_labels
-        start = stop
-    return images, labels
+        prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir, download=download),
+        split)
+    return reading.read_split(source)
 
 
 # --- stages, in pipeline order ---
@@ -274,8 +272,9 @@ def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int 
                      input_context: tf.distribute.InputContext | None) -> None:
     """Raises ValueError for the first argument that load() cannot take, saying what it accepts."""
     configs.check_config(config)
-    if not _is_integer(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not _is_integer(batch_size) or not 1 <= batch_size <= _MAX_BATCH_SIZE:
+        raise ValueError(f"batch_size must be a positive integer no larger than 2**31-1, "
+                         f"got {batch_size!r}")
     normalization.check_normalize(normalize)
     if seed is not None and not _is_integer(seed):
         raise ValueError(f"seed must be an integer or None, got {seed!r}")
@@ -302,6 +301,13 @@ def _check_arguments(*, config: str, batch_size: int, normalize: str, seed: int 
                              "tf.distribute copies each replica's batches to its device itself; "
                              "use device='auto' or None")
         _check_device(device)
+
+
+def _check_bool(**flags: object) -> None:
+    """Raises ValueError for a flag that is not a bool (or numpy bool): "no" or 2 is no answer."""
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{name} must be True or False (a bool), got {value!r}")
 
 
 def _is_integer(value: object) -> bool:

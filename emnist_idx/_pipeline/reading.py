@@ -1,9 +1,16 @@
-"""The vectorized read path of ``load()``: a split's prepared records, parsed a chunk at a time.
+"""The read path of ``load()`` and ``load_numpy()``: a split's prepared records, cut in bulk.
 
-TFDS's ``as_dataset`` parses one example per call (about 20k examples/s on 2 cores). Here records
-are batched while still serialized and each chunk is parsed by one ``tf.io.parse_example`` and one
-``tf.io.decode_raw``. Which records belong to a split (slices such as ``train[:90%]`` included)
-comes from TFDS's own file instructions (file, skip, take), never from globbing.
+Prepared records are fixed-size TFRecord frames (``frames``), so a split is read a piece of
+``CHUNK_RECORDS`` records at a time with one file read, every frame's length and CRC32C checked,
+and the images and labels cut out with numpy: nothing is parsed one record at a time. Which records
+belong to a split (slices such as ``train[:90%]`` included) comes from TFDS's own file instructions
+(file, skip, take), never from globbing. Damage raises ``PreparedDataError`` naming the shard
+(``prepared``); inside a tf.data pipeline it surfaces as a ``tf.errors.InvalidArgumentError`` whose
+message holds the same text.
+
+Through the tf.data service the pipeline must hold no Python code: there records come from
+``TFRecordDataset`` (which checks each record's CRC itself, but names no file) and are cut with TF
+ops. A dataset prepared as array_record is read through TFDS's data source.
 """
 
 from __future__ import annotations
@@ -16,17 +23,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
+from emnist_idx._pipeline import prepared
 from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.frames import RecordLayout
 
-CHUNK_RECORDS = 16_384  # records parsed per op; also the window permuted as a whole when streaming
-PIECE_RECORDS = 16_384  # a file instruction is cut into pieces of this many records to shuffle them
-INTERLEAVED_PIECES = 4  # pieces read side by side, so each shuffled chunk mixes several of them
+CHUNK_RECORDS = 16_384  # records read and cut per call; also the unit a shuffled epoch reorders
+PIECE_RECORDS = CHUNK_RECORDS  # a file instruction is cut into pieces of this many records
+INTERLEAVED_PIECES = 4  # shuffled pieces read together, so each permuted chunk mixes several
 
-
-_RECORD_SPEC = {
-    "image": tf.io.FixedLenFeature([], tf.string),
-    "label": tf.io.FixedLenFeature([], tf.int64),
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +40,8 @@ class SplitSource:
     builder: tfds.core.DatasetBuilder
     split: object  # the split string, or TFDS's even part of it for one input pipeline
     num_examples: int
-    instructions: tuple  # TFDS FileInstructions: filename, skip, take
+    instructions: tuple  # TFDS FileInstructions: filename, skip, take, examples_in_shard
+    layout: RecordLayout  # where image and label are in each record
 
     @property
     def is_tfrecord(self) -> bool:
@@ -48,17 +53,29 @@ def split_source(builder: tfds.core.DatasetBuilder, split: str,
     """Resolves ``split`` (TFDS syntax) and, with an input context, this pipeline's share of it.
 
     Input pipelines get equal, disjoint, contiguous parts (``tfds.even_splits`` with
-    ``drop_remainder``), so every worker runs the same number of steps.
+    ``drop_remainder``), so every worker runs the same number of steps. The shards it reads are
+    checked against dataset_info.json (sizes) here, before anything is read.
     """
     split_info = _split_info(builder, split)
+    for part in split.split("+"):  # TFDS counts a backwards slice (train[5:3]) as -2 examples
+        if _split_info(builder, part.strip()).num_examples <= 0:
+            raise ValueError(
+                f"split={split!r}: {part.strip()!r} selects no examples of "
+                f"{builder.info.full_name}; a slice must select at least one example and run "
+                "forwards, as in 'train[:90%]' or 'train[1000:2000]'")
     if input_context is not None and input_context.num_input_pipelines > 1:
         parts = tfds.even_splits(split, n=input_context.num_input_pipelines, drop_remainder=True)
         split = parts[input_context.input_pipeline_id]
         split_info = builder.info.splits[split]
-    if split_info.num_examples == 0:
-        raise ValueError(f"split={split!r} selects no examples of {builder.info.full_name}")
+        if split_info.num_examples == 0:
+            raise ValueError(f"split={split!r} ({input_context.num_input_pipelines} input "
+                             f"pipelines' share of it) selects no examples")
+    layout = RecordLayout.of(builder.info.features)
+    instructions = tuple(split_info.file_instructions)
+    if builder.info.file_format == tfds.core.FileFormat.TFRECORD:
+        prepared.check_shards(builder, layout, {os.fspath(i.filename) for i in instructions})
     return SplitSource(builder=builder, split=split, num_examples=split_info.num_examples,
-                       instructions=tuple(split_info.file_instructions))
+                       instructions=instructions, layout=layout)
 
 
 def _split_info(builder: tfds.core.DatasetBuilder, split: str):
@@ -66,7 +83,7 @@ def _split_info(builder: tfds.core.DatasetBuilder, split: str):
         raise TypeError(f"split must be a string such as 'train' or 'train[:90%]', got {split!r}")
     try:
         return builder.info.splits[split]
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, AssertionError) as exc:
         raise ValueError(
             f"split={split!r} is not a split of {builder.info.full_name}: use "
             f"{' or '.join(repr(name) for name in builder.info.splits)}, optionally sliced or "
@@ -74,73 +91,143 @@ def _split_info(builder: tfds.core.DatasetBuilder, split: str):
         ) from exc
 
 
-def parse_records(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """A vector of serialized examples -> uint8 images (k, 28, 28, 1) and int64 labels (k,)."""
-    features = tf.io.parse_example(serialized, _RECORD_SPEC)
-    images = tf.reshape(tf.io.decode_raw(features["image"], tf.uint8), (-1, *configs.IMAGE_SHAPE))
-    return images, features["label"]
+def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
+    """The whole split in file order as numpy: uint8 images (N, 28, 28, 1), int64 labels (N,).
+
+    Exactly ``source.num_examples`` examples, every record checked, or PreparedDataError.
+    """
+    if not source.is_tfrecord:
+        return _read_split_as_data_source(source)
+    images = np.empty((source.num_examples, *configs.IMAGE_SHAPE), dtype=np.uint8)
+    labels = np.empty((source.num_examples,), dtype=np.int64)
+    start = 0
+    for filename, skip, take, in_shard in _pieces(source.instructions, CHUNK_RECORDS):
+        _, labels[start:start + take] = prepared.read_records(
+            filename, skip, take, in_shard, source.layout, images[start:start + take])
+        start += take
+    return images, labels
+
+
+def _read_split_as_data_source(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
+    chunks = list(read_chunks(source).as_numpy_iterator())
+    return (np.concatenate([images for images, _ in chunks]),
+            np.concatenate([labels for _, labels in chunks]))
+
+
+def read_split_tensors(source: SplitSource) -> tuple[tf.Tensor, tf.Tensor]:
+    """``read_split`` as a TF op (for a tf.data map): the whole split's images and labels."""
+    images, labels = tf.numpy_function(lambda: read_split(source), [], (tf.uint8, tf.int64),
+                                       stateful=False)
+    return (tf.ensure_shape(images, (source.num_examples, *configs.IMAGE_SHAPE)),
+            tf.ensure_shape(labels, (source.num_examples,)))
 
 
 def read_chunks(source: SplitSource, *, shuffle: bool = False, seed: int | None = None,
                 for_service: bool = False) -> tf.data.Dataset:
-    """The split as parsed chunks (uint8 images, int64 labels) of up to ``CHUNK_RECORDS`` examples.
+    """The split as checked chunks (uint8 images, int64 labels) of up to ``CHUNK_RECORDS`` examples
+    (``INTERLEAVED_PIECES`` times that when shuffled).
 
     Without ``shuffle`` the examples come in file order. With it, the split's file instructions are
-    cut into pieces of ``PIECE_RECORDS``, which come in a new order each iteration,
-    ``INTERLEAVED_PIECES`` at a time, and every chunk is permuted as a whole; a ``seed`` makes that
-    sequence the same in every run. ``for_service`` always cuts pieces (the units the tf.data
-    service hands to its workers) but keeps them in order: a worker's shuffle buffer would claim
-    them all.
+    cut into pieces of ``PIECE_RECORDS``, which come in a new order each iteration; every
+    ``INTERLEAVED_PIECES`` of them are read together and permuted as a whole; a ``seed`` makes that
+    sequence the same in every run. ``for_service`` reads with TF ops only (serializable) and keeps
+    the pieces in order: the units the tf.data service hands to its workers (a worker's shuffle
+    buffer would claim them all).
     """
-    if source.is_tfrecord:
-        serialized = _tfrecord_chunks(source, cut=shuffle or for_service,
-                                      reorder=shuffle and not for_service, seed=seed)
+    if not source.is_tfrecord:
+        chunks = _random_access_chunks(source, shuffle, seed)
+    elif for_service:
+        chunks = _tfrecord_dataset_chunks(source)
     else:
-        serialized = _random_access_chunks(source, shuffle, seed)
-    deterministic = seed is not None or not shuffle
-    chunks = serialized.map(no_autograph(parse_records), num_parallel_calls=tf.data.AUTOTUNE,
-                            deterministic=deterministic)
+        chunks = _frame_chunks(source, shuffle, seed)
     return _permute_each(chunks, seed) if shuffle else chunks
 
 
-def _tfrecord_chunks(source: SplitSource, *, cut: bool, reorder: bool, seed: int | None
-                     ) -> tf.data.Dataset:
-    """Serialized records in vectors of ``CHUNK_RECORDS``, read with TFRecordDataset skip/take.
-
-    Cutting costs some speed: TFRecordDataset reaches a piece's first record by reading past the
-    records before it (a shuffled epoch of a one-file split streams about 20% slower).
-    """
-    filenames, skips, takes = _pieces(source.instructions, PIECE_RECORDS if cut else None)
-    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
-    if reorder:
+def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """Pieces read and checked by ``prepared.read_records`` (numpy), in parallel."""
+    filenames, skips, takes, in_shards = (np.array(column) for column in zip(
+        *_pieces(source.instructions, PIECE_RECORDS)))
+    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes, in_shards))
+    if shuffle:
         pieces = pieces.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
-    records = pieces.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES if cut else 1,
+    pieces = pieces.batch(INTERLEAVED_PIECES if shuffle else 1)
+    layout = source.layout
+
+    def read(names: np.ndarray, starts: np.ndarray, counts: np.ndarray, totals: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+        images = np.empty((int(counts.sum()), *configs.IMAGE_SHAPE), dtype=np.uint8)
+        labels = np.empty((len(images),), dtype=np.int64)
+        position = 0
+        for name, skip, take, total in zip(names, starts, counts, totals):
+            _, labels[position:position + take] = prepared.read_records(
+                name.decode(), int(skip), int(take), int(total), layout,
+                images[position:position + take])
+            position += take
+        return images, labels
+
+    def read_op(names, starts, counts, totals):
+        images, labels = tf.numpy_function(read, [names, starts, counts, totals],
+                                           (tf.uint8, tf.int64), stateful=False)
+        return tf.ensure_shape(images, (None, *configs.IMAGE_SHAPE)), tf.ensure_shape(labels, (None,))
+
+    return pieces.map(no_autograph(read_op), num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=seed is not None or not shuffle)
+
+
+def _tfrecord_dataset_chunks(source: SplitSource) -> tf.data.Dataset:
+    """Pieces read with ``TFRecordDataset`` skip/take and cut with TF ops (no Python code).
+
+    TFRecordDataset checks each record's CRC; each piece must yield exactly its record count.
+    """
+    filenames, skips, takes, _ = (np.array(column) for column in zip(
+        *_pieces(source.instructions, PIECE_RECORDS)))
+    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
+    records = pieces.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES,
                                 block_length=1)
-    return records.batch(CHUNK_RECORDS)
+    layout = source.layout
+    return records.batch(CHUNK_RECORDS).map(no_autograph(lambda rows: cut_serialized(rows, layout)),
+                                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _read_piece(filename: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
-    return tf.data.TFRecordDataset(filename).skip(skip).take(take)
+    records = tf.data.TFRecordDataset(filename).skip(skip).take(take)
+    return records.apply(tf.data.experimental.assert_cardinality(take))
+
+
+def cut_serialized(serialized: tf.Tensor, layout: RecordLayout) -> tuple[tf.Tensor, tf.Tensor]:
+    """A vector of serialized records -> uint8 images (k, 28, 28, 1) and int64 labels (k,)."""
+    rows = tf.io.decode_raw(serialized, tf.uint8)
+    images = tf.reshape(rows[:, layout.image_start:layout.image_stop], (-1, *configs.IMAGE_SHAPE))
+    label_bytes = tf.cast(tf.gather(rows, layout.label_columns, axis=1), tf.int64)
+    weights = tf.constant(np.left_shift(1, 8 * np.arange(len(layout.label_columns)),
+                                        dtype=np.int64))
+    keys = tf.reduce_sum(label_bytes * weights, axis=1)
+    known = tf.constant(layout.label_keys)
+    index = tf.minimum(tf.searchsorted(known, keys), len(layout.label_keys) - 1)
+    checked = tf.debugging.assert_equal(tf.gather(known, index), keys,
+                                        message="a prepared record holds no valid label")
+    with tf.control_dependencies([checked]):
+        return images, tf.gather(tf.constant(layout.label_values), index)
 
 
 def _pieces(instructions: tuple, max_records: int | None
-            ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """(filename, skip, take) per piece: the file instructions, cut to ``max_records`` if given."""
-    filenames, skips, takes = [], [], []
+            ) -> list[tuple[str, int, int, int]]:
+    """(filename, skip, take, records in shard) per piece: the file instructions, cut to
+    ``max_records`` if given."""
+    pieces = []
     for instruction in instructions:
         step = max_records or instruction.take
         for start in range(0, instruction.take, step):
-            filenames.append(os.fspath(instruction.filename))
-            skips.append(instruction.skip + start)
-            takes.append(min(step, instruction.take - start))
-    return filenames, np.array(skips, dtype=np.int64), np.array(takes, dtype=np.int64)
+            pieces.append((os.fspath(instruction.filename), instruction.skip + start,
+                           min(step, instruction.take - start), instruction.examples_in_shard))
+    return pieces
 
 
 def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
     """The fallback for formats tf.data cannot read (array_record): TFDS's data source, in chunks.
 
     Records are fetched raw through ``builder.as_data_source`` in Python, one chunk of index range
-    per call, and then parsed like TFRecord chunks. The pipeline holds a Python function, so it
+    per call, and then cut like TFRecord records. The pipeline holds a Python function, so it
     cannot be serialized (no tf.data service).
     """
     data_source = source.builder.as_data_source(
@@ -154,8 +241,9 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
         (starts, np.minimum(starts + CHUNK_RECORDS, source.num_examples)))
     if shuffle:
         ranges = ranges.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    return ranges.map(no_autograph(lambda start, stop: tf.ensure_shape(
-        tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None])))
+    layout = source.layout
+    return ranges.map(no_autograph(lambda start, stop: cut_serialized(tf.ensure_shape(
+        tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None]), layout)))
 
 
 def _permute_each(chunks: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:

@@ -16,12 +16,12 @@ from emnist_idx.commands import demo
 from emnist_idx.commands import build, inspect, show, verify
 from emnist_idx.commands._common import PROG, CommandError, error
 from emnist_idx._pipeline import quiet
-from emnist_idx.errors import IdxFormatError
+from emnist_idx.errors import IdxFormatError, PreparedDataError
 from emnist_idx.version import __version__
 
 _COMMANDS = {module.NAME: module for module in (inspect, verify, show, demo, build)}
 # Problems with the user's files or options: reported in one line each, never as a traceback.
-_USER_ERRORS = (IdxFormatError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+_USER_ERRORS = (IdxFormatError, PreparedDataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
                 PermissionError, zipfile.BadZipFile, CommandError)
 
 
