@@ -87,8 +87,11 @@ DAMAGES: dict[str, tuple[Callable[[Path], None], str, str, bool]] = {
                               "is missing", True),
     "invalid metadata.json": (lambda f: (f / "metadata.json").write_bytes(b"\xff\x00"),
                               "metadata.json", "is not valid JSON", True),
-    "metadata.json without std": (lambda f: (f / "metadata.json").write_text('{"mean": 0.1}'),
-                                  "metadata.json", "has no 'std' entry", True),
+    "metadata.json not an object": (lambda f: (f / "metadata.json").write_text("[0.1, 0.3]"),
+                                    "metadata.json", "holds a JSON list, not the JSON object", True),
+    "dataset_info.json without splits": (
+        lambda f: (f / "dataset_info.json").write_text('{"name": "emnist_idx"}'),
+        "dataset_info.json", "has no 'splits' entry", True),
     "invalid features.json": (lambda f: (f / "features.json").write_text("nonsense"),
                               "features.json", "is not valid JSON", True),
     "shard missing": (lambda f: (f / SHARD).unlink(), SHARD, "is missing", True),

@@ -25,7 +25,7 @@ from emnist_idx.errors import PreparedDataError
 DATASET_NAME = "emnist_idx"
 DATASET_INFO = "dataset_info.json"
 # What TFDS reads from a version folder besides the shards, and the keys our builder relies on.
-_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), "metadata.json": ("mean", "std")}
+_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), "metadata.json": ()}
 
 
 def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
@@ -85,7 +85,10 @@ def check_json_files(folder: str | os.PathLike) -> None:
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise PreparedDataError(path, f"is not valid JSON ({exc})",
                                     rebuild_command(folder)) from exc
-        missing = [key for key in keys if not isinstance(content, dict) or key not in content]
+        if not isinstance(content, dict):
+            raise PreparedDataError(path, f"holds a JSON {type(content).__name__}, not the JSON "
+                                          "object TFDS wrote", rebuild_command(folder))
+        missing = [key for key in keys if key not in content]
         if missing:
             raise PreparedDataError(path, f"has no {' or '.join(map(repr, missing))} entry",
                                     rebuild_command(folder))
@@ -134,7 +137,7 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
             if size != shard_records * frame_size:  # changed since load() checked it
                 _check_shard_size(Path(path), shard_records, frame_size, "split's")
             stream.seek(skip * frame_size)
-            got = _read_into(stream, memoryview(data).cast("B"))
+            got = _read_into(stream, data.data.cast("B"))
     except OSError as exc:
         raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
                                 rebuild_command(Path(path).parent)) from exc
