@@ -216,6 +216,26 @@ def test_the_rebuild_command_in_the_message_works(prepared_data_dir: Path, tmp_p
     assert len(x) == len(y) == TEST
 
 
+def test_records_with_their_fields_in_either_order_read_the_same(prepared_data_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """tf.train.Example's feature map is serialized in an order that depends on the writing
+    process: a shard whose records hold label before image (or mixed) reads the same examples."""
+    data_dir, folder = _copy(prepared_data_dir, tmp_path)
+    expected = load_numpy(CONFIG, "train", data_dir=str(data_dir))
+    records = np.fromfile(folder / SHARD, dtype=np.uint8).reshape(-1, FRAME)[:, 12:-4]
+    orders = frames._field_orders(records[0].tobytes())
+    assert len(orders) == 2 and (orders[0] == np.arange(822)).all()
+    swapped = records.copy()
+    swapped[1::2] = records[1::2][:, orders[1]]  # every other record in the other order
+    assert not np.array_equal(swapped[1], records[1])
+    with tf.io.TFRecordWriter(str(folder / SHARD)) as writer:
+        for record in swapped:
+            writer.write(record.tobytes())
+    got = load_numpy(CONFIG, "train", data_dir=str(data_dir))
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_array_equal(got[1], expected[1])
+
+
 # --- the frame checks themselves ---
 
 def _frames(count: int, seed: int = 0) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 
 import google_crc32c
 import numpy as np
@@ -43,11 +44,9 @@ class FrameError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class RecordLayout:
-    """Where the image and the label are in every record of a features spec."""
+class FieldOrder:
+    """Where the image and the label are in a record whose fields come in one order."""
 
-    record_size: int
-    image_shape: tuple[int, ...]
     image_start: int
     label_columns: np.ndarray  # the bytes in which records of different labels differ
     label_keys: np.ndarray  # sorted keys (label bytes, little-endian) ...
@@ -55,46 +54,93 @@ class RecordLayout:
     fixed_columns: np.ndarray  # every other byte, the same in every record
     fixed_values: np.ndarray
 
+    @classmethod
+    def of(cls, rows: np.ndarray, probe: np.ndarray) -> FieldOrder:
+        """From one record per label (rows), each holding the image ``probe``."""
+        size = probe.size
+        image_start = rows[0].tobytes().find(probe.tobytes())
+        label_columns = np.flatnonzero(np.any(rows != rows[0], axis=0))
+        fixed = np.ones(rows.shape[1], dtype=bool)
+        fixed[image_start:image_start + size] = False
+        fixed[label_columns] = False
+        keys = _label_keys(rows[:, label_columns])
+        if image_start < 0 or len(np.unique(keys)) != len(rows):  # pragma: no cover
+            raise RuntimeError("records of these features have no fixed layout")
+        order = np.argsort(keys)
+        return cls(image_start=image_start, label_columns=label_columns, label_keys=keys[order],
+                   label_values=order.astype(np.int64), fixed_columns=np.flatnonzero(fixed),
+                   fixed_values=rows[0, fixed])
+
+    def matches(self, records: np.ndarray) -> np.ndarray:
+        """Per record: whether its fixed bytes are this order's."""
+        return np.all(records[:, self.fixed_columns] == self.fixed_values, axis=1)
+
+    def labels(self, records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The records' labels, and the positions of records whose label bytes are no label."""
+        keys = _label_keys(records[:, self.label_columns])
+        index = np.minimum(np.searchsorted(self.label_keys, keys), len(self.label_keys) - 1)
+        return self.label_values[index], np.flatnonzero(self.label_keys[index] != keys)
+
+
+def _label_keys(label_bytes: np.ndarray) -> np.ndarray:
+    weights = np.left_shift(1, 8 * np.arange(label_bytes.shape[1]), dtype=np.int64)
+    return label_bytes.astype(np.int64) @ weights
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordLayout:
+    """The fixed-size records TFDS's serializer writes for a features spec.
+
+    A ``tf.train.Example`` keeps its features in a protobuf map, whose serialized order depends on
+    the writing process (string hashing), so records may hold image and label in either order:
+    ``orders`` has each, the writing process's first.
+    """
+
+    record_size: int
+    image_shape: tuple[int, ...]
+    orders: tuple[FieldOrder, ...]
+
     @property
     def frame_size(self) -> int:
         return self.record_size + FRAMING_BYTES
 
-    @property
-    def image_stop(self) -> int:
-        return self.image_start + int(np.prod(self.image_shape))
-
     @classmethod
     def of(cls, features: tfds.features.FeaturesDict) -> RecordLayout:
         """The layout of the records TFDS's serializer writes for ``features``."""
-        return _layout_of(features)
+        encoder = RecordEncoder(features)
+        num_classes = features["label"].num_classes
+        size = int(np.prod(encoder.image_shape))
+        probe = (np.arange(size) % 251 + 1).astype(np.uint8).reshape(encoder.image_shape)
+        rows = encoder.encode(np.broadcast_to(probe, (num_classes, *encoder.image_shape)),
+                              np.arange(num_classes))
+        orders = tuple(FieldOrder.of(rows[:, columns], probe)
+                       for columns in _field_orders(rows[0].tobytes()))
+        return cls(record_size=encoder.record_size, image_shape=tuple(encoder.image_shape),
+                   orders=orders)
 
-    def label_keys_of(self, label_bytes: np.ndarray) -> np.ndarray:
-        weights = np.left_shift(1, 8 * np.arange(len(self.label_columns)), dtype=np.int64)
-        return label_bytes.astype(np.int64) @ weights
+
+def _field_orders(record: bytes) -> list[np.ndarray]:
+    """Column permutations that rearrange a serialized Example's map entries in every order."""
+    start = _varint_end(record, 1)  # field 1 (features), then its length
+    spans = []
+    position = start
+    while position < len(record):
+        length_end = _varint_end(record, position + 1)  # each map entry: field 1, length
+        stop = length_end + _varint(record[position + 1:length_end])
+        spans.append(np.arange(position, stop))
+        position = stop
+    head = np.arange(start)
+    return [np.concatenate([head, *ordering]) for ordering in itertools.permutations(spans)]
 
 
-def _layout_of(features: tfds.features.FeaturesDict) -> RecordLayout:
-    encoder = RecordEncoder(features)
-    num_classes = features["label"].num_classes
-    size = int(np.prod(encoder.image_shape))
-    probe = (np.arange(size) % 251 + 1).astype(np.uint8).reshape(encoder.image_shape)
-    rows = encoder.encode(np.broadcast_to(probe, (num_classes, *encoder.image_shape)),
-                          np.arange(num_classes))
-    image_start = rows[0].tobytes().find(probe.tobytes())
-    label_columns = np.flatnonzero(np.any(rows != rows[0], axis=0))
-    fixed = np.ones(encoder.record_size, dtype=bool)
-    fixed[image_start:image_start + size] = False
-    fixed[label_columns] = False
-    layout = RecordLayout(
-        record_size=encoder.record_size, image_shape=tuple(encoder.image_shape),
-        image_start=image_start, label_columns=label_columns,
-        label_keys=np.empty(0, np.int64), label_values=np.empty(0, np.int64),
-        fixed_columns=np.flatnonzero(fixed), fixed_values=rows[0, fixed])
-    keys = layout.label_keys_of(rows[:, label_columns])
-    order = np.argsort(keys)
-    if len(np.unique(keys)) != num_classes:  # pragma: no cover - a serializer change
-        raise RuntimeError("labels are not told apart by fixed record bytes")
-    return dataclasses.replace(layout, label_keys=keys[order], label_values=order.astype(np.int64))
+def _varint_end(data: bytes, position: int) -> int:
+    while data[position] & 0x80:
+        position += 1
+    return position + 1
+
+
+def _varint(data: bytes) -> int:
+    return sum((byte & 0x7F) << (7 * index) for index, byte in enumerate(data))
 
 
 def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None = None
@@ -107,21 +153,34 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
     """
     check_frames(frames, layout.record_size)
     records = frames[:, _HEADER_BYTES:_HEADER_BYTES + layout.record_size]
-    if not np.array_equal(records[:, layout.fixed_columns],
-                          np.broadcast_to(layout.fixed_values, (len(records), len(layout.fixed_values)))):
-        bad = np.flatnonzero(np.any(records[:, layout.fixed_columns] != layout.fixed_values, axis=1))
-        raise FrameError(bad[0], "is not an image-and-label record of this dataset's features "
-                                 "(its fixed bytes differ) although its CRC matches")
-    keys = layout.label_keys_of(records[:, layout.label_columns])
-    index = np.minimum(np.searchsorted(layout.label_keys, keys), len(layout.label_keys) - 1)
-    unknown = np.flatnonzero(layout.label_keys[index] != keys)
-    if len(unknown):
-        raise FrameError(unknown[0], "holds no valid label although its CRC matches")
-    images = records[:, layout.image_start:layout.image_stop].reshape(-1, *layout.image_shape)
     if images_out is None:
-        return np.ascontiguousarray(images), layout.label_values[index]
-    images_out[...] = images
-    return images_out, layout.label_values[index]
+        images_out = np.empty((len(records), *layout.image_shape), dtype=np.uint8)
+    labels = np.empty(len(records), dtype=np.int64)
+    size = int(np.prod(layout.image_shape))
+    remaining = np.arange(len(records))  # usually all records match the first order
+    for order in layout.orders:
+        part = records if len(remaining) == len(records) else records[remaining]
+        matched = order.matches(part)
+        rows = part if matched.all() else part[matched]
+        chosen = remaining if matched.all() else remaining[matched]
+        part_labels, unknown = order.labels(rows)
+        if len(unknown):
+            raise FrameError(chosen[unknown[0]], "holds no valid label (its CRC matches)")
+        images = rows[:, order.image_start:order.image_start + size].reshape(-1, *layout.image_shape)
+        if len(chosen) == len(records):
+            images_out[...], labels[...] = images, part_labels
+            return images_out, labels
+        images_out[chosen], labels[chosen] = images, part_labels
+        remaining = remaining[~matched]
+        if not len(remaining):
+            return images_out, labels
+    order = layout.orders[0]
+    row = remaining[0]
+    column = order.fixed_columns[np.flatnonzero(records[row, order.fixed_columns]
+                                                != order.fixed_values)[0]]
+    raise FrameError(row, f"is not an image-and-label record of this dataset's features: its byte "
+                          f"{column} is {records[row, column]}, expected "
+                          f"{order.fixed_values[order.fixed_columns == column][0]} (its CRC matches)")
 
 
 def check_frames(frames: np.ndarray, record_size: int) -> None:

@@ -9,8 +9,9 @@ belong to a split (slices such as ``train[:90%]`` included) comes from TFDS's ow
 message holds the same text.
 
 Through the tf.data service the pipeline must hold no Python code: there records come from
-``TFRecordDataset`` (which checks each record's CRC itself, but names no file) and are cut with TF
-ops. A dataset prepared as array_record is read through TFDS's data source.
+``TFRecordDataset`` (which checks each record's CRC itself, but names no file) and are parsed with
+``tf.io.parse_example`` (the spec derived from the builder's features). A dataset prepared as
+array_record is read through TFDS's data source.
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
 
 
 def _tfrecord_dataset_chunks(source: SplitSource) -> tf.data.Dataset:
-    """Pieces read with ``TFRecordDataset`` skip/take and cut with TF ops (no Python code).
+    """Pieces read with ``TFRecordDataset`` skip/take and parsed with TF ops (no Python code).
 
     TFRecordDataset checks each record's CRC; each piece must yield exactly its record count.
     """
@@ -184,9 +185,10 @@ def _tfrecord_dataset_chunks(source: SplitSource) -> tf.data.Dataset:
     pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
     records = pieces.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES,
                                 block_length=1)
-    layout = source.layout
-    return records.batch(CHUNK_RECORDS).map(no_autograph(lambda rows: cut_serialized(rows, layout)),
-                                            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    features = source.builder.info.features
+    return records.batch(CHUNK_RECORDS).map(
+        no_autograph(lambda rows: parse_records(rows, features)),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _read_piece(filename: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.data.Dataset:
@@ -194,20 +196,17 @@ def _read_piece(filename: tf.Tensor, skip: tf.Tensor, take: tf.Tensor) -> tf.dat
     return records.apply(tf.data.experimental.assert_cardinality(take))
 
 
-def cut_serialized(serialized: tf.Tensor, layout: RecordLayout) -> tuple[tf.Tensor, tf.Tensor]:
-    """A vector of serialized records -> uint8 images (k, 28, 28, 1) and int64 labels (k,)."""
-    rows = tf.io.decode_raw(serialized, tf.uint8)
-    images = tf.reshape(rows[:, layout.image_start:layout.image_stop], (-1, *configs.IMAGE_SHAPE))
-    label_bytes = tf.cast(tf.gather(rows, layout.label_columns, axis=1), tf.int64)
-    weights = tf.constant(np.left_shift(1, 8 * np.arange(len(layout.label_columns)),
-                                        dtype=np.int64))
-    keys = tf.reduce_sum(label_bytes * weights, axis=1)
-    known = tf.constant(layout.label_keys)
-    index = tf.minimum(tf.searchsorted(known, keys), len(layout.label_keys) - 1)
-    checked = tf.debugging.assert_equal(tf.gather(known, index), keys,
-                                        message="a prepared record holds no valid label")
-    with tf.control_dependencies([checked]):
-        return images, tf.gather(tf.constant(layout.label_values), index)
+def parse_records(serialized: tf.Tensor, features: tfds.features.FeaturesDict
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """A vector of serialized examples -> uint8 images (k, 28, 28, 1) and int64 labels (k,).
+
+    The parse spec is the builder's own: its features' serialized form (image bytes, int64 label).
+    """
+    spec = {name: tf.io.FixedLenFeature(info.shape, info.tf_dtype)
+            for name, info in features.get_serialized_info().items()}
+    parsed = tf.io.parse_example(serialized, spec)
+    images = tf.reshape(tf.io.decode_raw(parsed["image"], tf.uint8), (-1, *configs.IMAGE_SHAPE))
+    return images, parsed["label"]
 
 
 def _pieces(instructions: tuple, max_records: int | None
@@ -227,7 +226,7 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
     """The fallback for formats tf.data cannot read (array_record): TFDS's data source, in chunks.
 
     Records are fetched raw through ``builder.as_data_source`` in Python, one chunk of index range
-    per call, and then cut like TFRecord records. The pipeline holds a Python function, so it
+    per call, and then parsed. The pipeline holds a Python function, so it
     cannot be serialized (no tf.data service).
     """
     data_source = source.builder.as_data_source(
@@ -241,9 +240,9 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
         (starts, np.minimum(starts + CHUNK_RECORDS, source.num_examples)))
     if shuffle:
         ranges = ranges.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    layout = source.layout
-    return ranges.map(no_autograph(lambda start, stop: cut_serialized(tf.ensure_shape(
-        tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None]), layout)))
+    features = source.builder.info.features
+    return ranges.map(no_autograph(lambda start, stop: parse_records(tf.ensure_shape(
+        tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None]), features)))
 
 
 def _permute_each(chunks: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
