@@ -16,6 +16,7 @@ array_record is read through TFDS's data source.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import os
 
@@ -30,6 +31,7 @@ from emnist_idx._pipeline.frames import RecordLayout
 
 CHUNK_RECORDS = 16_384  # records read and cut per call; also the unit a shuffled epoch reorders
 PIECE_RECORDS = CHUNK_RECORDS  # a file instruction is cut into pieces of this many records
+_READ_THREADS = os.cpu_count() or 1
 INTERLEAVED_PIECES = 4  # shuffled pieces read together, so each permuted chunk mixes several
 
 
@@ -101,11 +103,20 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
         return _read_split_as_data_source(source)
     images = np.empty((source.num_examples, *configs.IMAGE_SHAPE), dtype=np.uint8)
     labels = np.empty((source.num_examples,), dtype=np.int64)
-    start = 0
-    for filename, skip, take, in_shard in _pieces(source.instructions, CHUNK_RECORDS):
+    pieces = _pieces(source.instructions, CHUNK_RECORDS)
+    starts = np.cumsum([0] + [take for _, _, take, _ in pieces])
+
+    def read(index: int) -> None:
+        filename, skip, take, in_shard = pieces[index]
+        start = starts[index]
         _, labels[start:start + take] = prepared.read_records(
             filename, skip, take, in_shard, source.layout, images[start:start + take])
-        start += take
+
+    # File reads, CRC32C and numpy's copies release the GIL: pieces are read on every core.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(pieces), _READ_THREADS)
+                                               or 1) as pool:
+        for done in pool.map(read, range(len(pieces))):  # re-raises the first error, in order
+            del done
     return images, labels
 
 
