@@ -335,3 +335,106 @@ def test_out_of_range_label_in_a_later_chunk_names_its_index(folder, monkeypatch
     write_idx(path, labels)
     with pytest.raises(IdxFormatError, match=f"^{path}: label 10 at index 13 is not a class"):
         check(folder)
+
+
+# --- the command line: one line per failure, never a traceback (unless asked) ---
+
+def _prepared_copy(prepared_data_dir: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(prepared_data_dir / "emnist_idx" / CONFIG, data_dir / "emnist_idx" / CONFIG)
+    return data_dir
+
+
+def _flip_a_byte_in_the_test_shard(data_dir: Path) -> Path:
+    shard = next((data_dir / "emnist_idx" / CONFIG / "1.0.0").glob("*-test.tfrecord-*"))
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    return shard
+
+
+def test_show_on_damaged_prepared_data_is_one_line_exit_1(prepared_data_dir, tmp_path, capsys):
+    data_dir = _prepared_copy(prepared_data_dir, tmp_path)
+    _flip_a_byte_in_the_test_shard(data_dir)
+    code = cli.main(["show", CONFIG, "--data_dir", str(data_dir), "-o", str(tmp_path / "g.png")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("emnist-idx: error: "), err
+
+
+@pytest.mark.parametrize("how", ["--debug", "EMNIST_IDX_DEBUG=1"])
+def test_debug_shows_the_traceback_then_the_line(prepared_data_dir, tmp_path, capsys, monkeypatch,
+                                                 how):
+    data_dir = _prepared_copy(prepared_data_dir, tmp_path)
+    _flip_a_byte_in_the_test_shard(data_dir)
+    argv = ["show", CONFIG, "--data_dir", str(data_dir), "-o", str(tmp_path / "g.png")]
+    if how == "--debug":
+        argv.insert(0, "--debug")
+    else:
+        monkeypatch.setenv("EMNIST_IDX_DEBUG", "1")
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("Traceback (most recent call last):"), err
+    assert err.strip().splitlines()[-1].startswith("emnist-idx: error: ")
+    assert "--debug" not in err.strip().splitlines()[-1]  # no hint to do what was done
+
+
+def test_foreign_error_names_its_type_and_the_debug_switch(monkeypatch, capsys):
+    from emnist_idx.commands import show
+
+    def fail(*_args):
+        raise RuntimeError("something inside TensorFlow\nsecond line")
+    monkeypatch.setattr(show, "samples", fail)
+    code = cli.main(["show", CONFIG])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "emnist-idx: error: RuntimeError: something inside TensorFlow (run with --debug or "
+        "EMNIST_IDX_DEBUG=1 for the traceback)"]
+
+
+@pytest.mark.parametrize("argv", [["-n", "100000000"], ["--columns", "100000000"]])
+def test_show_with_an_absurd_grid_is_a_usage_error(argv, capsys):
+    code = cli.main(["show", CONFIG, *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines()[-1].endswith("at most 10,000 fit one grid, got 100,000,000")
+
+
+def test_inspect_mapping_with_a_6000_digit_label_is_one_line(tmp_path, capsys):
+    path = tmp_path / configs.mapping_file(CONFIG)
+    path.write_text("0 48\n" + "1" * 6000 + " 49\n")
+    code = cli.main(["inspect", str(path)])
+    assert code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"emnist-idx: error: {path}: line 2: a number of 6,000 digits, expected labels and code "
+        "points of at most 20"]
+
+
+@pytest.mark.parametrize("form", ["separate", "joined"])
+def test_build_with_a_missing_manual_dir_is_one_line(tmp_path, capfd, form):
+    missing = tmp_path / "no-such-dir"
+    option = ["--manual_dir", str(missing)] if form == "separate" else [f"--manual_dir={missing}"]
+    code = cli.main(["build", CONFIG, *option, "--data_dir", str(tmp_path / "d")])
+    assert code == 1
+    assert capfd.readouterr().err.splitlines() == [
+        f"emnist-idx: error: manual dir {missing} does not exist: pass the directory (or the "
+        "gzip.zip) holding NIST's EMNIST files"]
+
+
+def test_tfds_failure_inside_build_is_one_line(tmp_path, capfd):
+    """A manual dir without the files: TFDS's prepare fails in the child, reported in one line."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = cli.main(["build", CONFIG, "--manual_dir", str(empty), "--data_dir", str(tmp_path / "d")])
+    err = capfd.readouterr().err
+    assert code == 1
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("emnist-idx: error: ")]
+    assert len(errors) == 1, err
+    assert errors[0].startswith(f"emnist-idx: error: EMNIST {CONFIG!r} files not found: "
+                                f"{configs.mapping_file(CONFIG)}, "), err
+    assert str(empty) in err

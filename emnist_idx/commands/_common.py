@@ -9,7 +9,7 @@ import zipfile
 
 from tqdm import tqdm
 
-from emnist_idx.errors import IdxFormatError
+from emnist_idx.errors import IdxFormatError, PreparedDataError
 
 PROG = "emnist-idx"
 # Files whose payload is larger than this get a progress bar while they are streamed.
@@ -20,6 +20,25 @@ FILE_ERRORS = (IdxFormatError, zipfile.BadZipFile, OSError, EOFError)
 
 class CommandError(Exception):
     """A problem the user can fix (a missing directory, a bad option value): printed, exit 1."""
+
+
+# Problems with the user's files or options: reported as they are, in one line each.
+USER_ERRORS = (IdxFormatError, PreparedDataError, FileNotFoundError, NotADirectoryError,
+               IsADirectoryError, PermissionError, zipfile.BadZipFile, CommandError)
+DEBUG_ENV = "EMNIST_IDX_DEBUG"
+
+
+def debug_from_env() -> bool:
+    """Whether EMNIST_IDX_DEBUG asks for tracebacks (any value but "", "0", "false", "no")."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def describe(exc: BaseException, *, hint: bool = True) -> str:
+    """A failure's message: ours as they are; others' first line with their type and a hint."""
+    if isinstance(exc, USER_ERRORS):
+        return str(exc)
+    message = f"{type(exc).__name__}: {one_line(exc) or 'no message'}"
+    return message + (f" (run with --debug or {DEBUG_ENV}=1 for the traceback)" if hint else "")
 
 
 def error(message: object) -> None:

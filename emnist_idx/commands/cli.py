@@ -1,7 +1,9 @@
 """The ``emnist-idx`` command line: inspect, verify, show, demo and build.
 
 Exit codes: 0 success, 1 a problem with the data or the files given (one ``emnist-idx: error:``
-line per problem on stderr), 2 a usage error (from argparse), 130 interrupted.
+line per problem on stderr), 2 a usage error (from argparse), 130 interrupted. Any other failure
+(TensorFlow's, TFDS's, a bug) is one ``emnist-idx: error:`` line too, exit 1; ``--debug`` (or
+``EMNIST_IDX_DEBUG=1``) prints its traceback first.
 """
 
 from __future__ import annotations
@@ -9,20 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import zipfile
+import traceback
 from collections.abc import Sequence
 
 from emnist_idx.commands import demo
 from emnist_idx.commands import build, inspect, show, verify
-from emnist_idx.commands._common import PROG, CommandError, error
+from emnist_idx.commands._common import DEBUG_ENV, PROG, debug_from_env, describe, error
 from emnist_idx._pipeline import quiet
-from emnist_idx.errors import IdxFormatError, PreparedDataError
 from emnist_idx.version import __version__
 
 _COMMANDS = {module.NAME: module for module in (inspect, verify, show, demo, build)}
-# Problems with the user's files or options: reported in one line each, never as a traceback.
-_USER_ERRORS = (IdxFormatError, PreparedDataError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                PermissionError, zipfile.BadZipFile, CommandError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "run a demo, prepare configs. `emnist-idx COMMAND --help` describes each command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the traceback of a failure (also: {DEBUG_ENV}=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMANDS.values():
         module.add_parser(subparsers)
@@ -50,14 +50,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.passed_through = extra
     except SystemExit as exit_:  # --help, --version and usage errors (2)
         return exit_.code if isinstance(exit_.code, int) else 1
+    debug = args.debug or debug_from_env()
     try:
         return _COMMANDS[args.command].run(args)
-    except _USER_ERRORS as exc:
-        error(exc)
-        return 1
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - every failure is one line, never a traceback
+        if debug:
+            traceback.print_exc()
+        error(describe(exc, hint=not debug))
+        return 1
+
 
 
 if __name__ == "__main__":

@@ -11,6 +11,16 @@ from emnist_idx.commands import grid
 from emnist_idx.commands._common import add_data_dir_args, positive_int, prepare
 
 NAME = "show"
+# One PNG grid holds at most this many images (about 8,800 x 9,800 pixels); for more, use load().
+MAX_COUNT = 10_000
+
+
+def grid_count(text: str) -> int:
+    """An argparse ``type`` for -n and --columns: 1 to MAX_COUNT (a larger grid is a usage error)."""
+    value = positive_int(text)
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"at most {MAX_COUNT:,} fit one grid, got {value:,}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,11 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help=f"one of {', '.join(configs.CONFIGS)}")
     parser.add_argument("--split", default="test", choices=configs.SPLITS,
                         help="train or test (default: test)")
-    parser.add_argument("-n", "--count", type=positive_int, default=64, metavar="N",
+    parser.add_argument("-n", "--count", type=grid_count, default=64, metavar="N",
                         help="number of examples (default: 64)")
     parser.add_argument("-o", "--output", default="grid.png", metavar="PNG",
                         help="PNG file to write (default: grid.png)")
-    parser.add_argument("--columns", type=positive_int, metavar="C",
+    parser.add_argument("--columns", type=grid_count, metavar="C",
                         help="images per row (default: a near-square grid)")
     add_data_dir_args(parser,
                       manual_help="where NIST's files are, to prepare the config if it is not "
