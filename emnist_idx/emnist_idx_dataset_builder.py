@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -12,7 +13,7 @@ from tensorflow_datasets.core import split_builder as split_builder_lib
 from tensorflow_datasets.core.utils import tqdm_utils
 
 from emnist_idx import configs
-from emnist_idx._prepare import array_records, checks, downloads, shard_writer
+from emnist_idx._prepare import array_records, checks, downloads, locking, shard_writer
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
@@ -28,6 +29,14 @@ gunzipped IDX files, with the emnist-*-mapping.txt files. Then run
 """
 
 
+@dataclasses.dataclass(frozen=True)
+class _CheckedFiles:
+    """The validated splits of one prepare, tied to that prepare's download manager."""
+
+    dl_manager: tfds.download.DownloadManager
+    splits: dict[str, checks.CheckedSplit]
+
+
 class Builder(tfds.core.ShardBasedBuilder):
     """EMNIST, one config per split, written in bulk with exactly TFDS's records and layout."""
 
@@ -39,7 +48,28 @@ class Builder(tfds.core.ShardBasedBuilder):
     ]
     DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_CONFIG
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
-    _splits: dict[str, checks.CheckedSplit] | None = None  # checked once per prepare
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The files checked by the prepare in progress. TFDS makes a download manager per
+        # download_and_prepare: on Beam it asks for the shard generators after we checked, and is
+        # answered from here; a later prepare (after the files were fixed) has a new one and checks.
+        self._checked: _CheckedFiles | None = None
+
+    def download_and_prepare(self, *, download_config: tfds.download.DownloadConfig | None = None,
+                             **kwargs) -> None:
+        """TFDS's download_and_prepare, one process at a time per version folder.
+
+        A job that waited while another prepared the same folder reuses its result; the temporary
+        folders of prepares that were killed are removed first (see ``_prepare/locking.py``).
+        """
+        overwrite = bool(download_config and download_config.download_mode.overwrite_dataset)
+        with locking.version_lock(self.data_path):
+            locking.remove_dead_temporaries(self.data_path)
+            if not overwrite and self.is_prepared():
+                self.info.read_from_directory(self.data_dir)  # maybe prepared while we waited
+            super().download_and_prepare(download_config=download_config, **kwargs)
+        self._checked = None  # the labels of this prepare are not needed any more
 
     def _info(self) -> tfds.core.DatasetInfo:
         # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
@@ -61,16 +91,13 @@ class Builder(tfds.core.ShardBasedBuilder):
         dl_manager: tfds.download.DownloadManager,
         download_config: tfds.download.DownloadConfig | None = None,
     ) -> None:
-        try:
-            splits = self._checked_splits(dl_manager)
-            if download_config and (download_config.beam_runner or download_config.beam_options):
-                # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
-                super()._download_and_prepare(dl_manager, download_config)
-                histogram = _pixel_histogram(splits["train"])
-            else:
-                histogram = self._write_splits_in_bulk(splits)
-        finally:
-            self._splits = None  # a later prepare (after the files were fixed) checks them afresh
+        splits = self._checked_splits(dl_manager)
+        if download_config and (download_config.beam_runner or download_config.beam_options):
+            # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
+            super()._download_and_prepare(dl_manager, download_config)
+            histogram = _pixel_histogram(splits["train"])
+        else:
+            histogram = self._write_splits_in_bulk(splits)
         mean, std = histogram.moments()
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
         self.info.metadata.update({PIXELS: {"mean": mean, "std": std}})
@@ -121,11 +148,11 @@ class Builder(tfds.core.ShardBasedBuilder):
 
     def _checked_splits(self, dl_manager: tfds.download.DownloadManager
                        ) -> dict[str, checks.CheckedSplit]:
-        """The config's validated splits; on Beam, TFDS asks for them after we did: check only once."""
-        splits = getattr(self, "_splits", None)
-        if splits is None:
-            splits = self._splits = checks.check_config_files(self._config_files(dl_manager))
-        return splits
+        """The config's validated splits, checked once per prepare (``dl_manager``)."""
+        if self._checked is None or self._checked.dl_manager is not dl_manager:
+            self._checked = _CheckedFiles(
+                dl_manager, checks.check_config_files(self._config_files(dl_manager)))
+        return self._checked.splits
 
     def _config_files(self, dl_manager: tfds.download.DownloadManager) -> ConfigFiles:
         """The config's files from the manual dir, else from NIST's bundle through dl_manager."""
