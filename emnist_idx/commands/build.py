@@ -11,8 +11,9 @@ from emnist_idx import configs
 from emnist_idx.commands._common import DEBUG_ENV, CommandError, debug_from_env, describe, error
 
 NAME = "build"
-_TFDS = [sys.executable, "-c", "from emnist_idx.commands.build import launch_tfds; launch_tfds()",
-         "build"]
+# tfds's own CLI in a child process, through launch_tfds below.
+_LAUNCH_TFDS = "from emnist_idx.commands.build import launch_tfds; launch_tfds()"
+_TFDS = [sys.executable, "-c", _LAUNCH_TFDS, "build"]
 _DESCRIPTION = f"""\
 Runs `tfds build emnist_idx --imports emnist_idx [ARGS...]`, passing every argument on.
 Leading config names ({', '.join(configs.CONFIGS)})
