@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import split_builder as split_builder_lib
-from tensorflow_datasets.core.utils import tqdm_utils
 
 from emnist_idx import configs
 from emnist_idx._prepare import array_records, checks, downloads, locking, shard_writer
@@ -117,7 +115,7 @@ class Builder(tfds.core.ShardBasedBuilder):
         histogram = PixelHistogram()
         split_infos = []
         for name, split in splits.items():
-            with tqdm_utils.tqdm(total=split.count, desc=f"Generating {name} examples...",
+            with tfds.core.utils.tqdm(total=split.count, desc=f"Generating {name} examples...",
                                  unit=" examples", leave=False) as progress:
                 split_infos.append(shard_writer.write_split(
                     split_name=name,
@@ -134,7 +132,7 @@ class Builder(tfds.core.ShardBasedBuilder):
 
     def _shard_iterators_per_split(
         self, dl_manager: tfds.download.DownloadManager
-    ) -> dict[str, Sequence[split_builder_lib.ExampleGeneratorFn]]:
+    ) -> dict[str, Sequence[Callable[[], Iterator[tuple[int, dict]]]]]:
         """One generator per shard, for TFDS's per-example writer (used on Beam)."""
         splits = self._checked_splits(dl_manager)
         record_size = RecordEncoder(self.info.features).record_size

@@ -15,10 +15,9 @@ from collections.abc import Iterator
 
 import tensorflow_datasets as tfds
 from etils import epath
-from tensorflow_datasets.core import file_adapters
 
-ARRAY_RECORD = file_adapters.FileFormat.ARRAY_RECORD
-TFRECORD = file_adapters.FileFormat.TFRECORD
+ARRAY_RECORD = tfds.core.FileFormat.ARRAY_RECORD
+TFRECORD = tfds.core.FileFormat.TFRECORD
 _HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the length
 _FOOTER_SIZE = 4  # masked CRC32C of the record
 _LOCK = threading.Lock()  # readers' threads (Grain's, say) may all open the source at once
@@ -59,7 +58,7 @@ def _write_shards(info: tfds.core.DatasetInfo) -> None:
                 # Other processes may write the same shard: each its own file, the same bytes.
                 partial = target.parent / f".{target.name}.{os.getpid()}.partial"
                 renames.append((partial, target))
-                file_adapters.ADAPTER_FOR_FORMAT[ARRAY_RECORD].write_examples(
+                tfds.core.file_adapters.ADAPTER_FOR_FORMAT[ARRAY_RECORD].write_examples(
                     partial, ((None, record) for record in _records(source, expected)))
         for partial, target in renames:
             partial.replace(target)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.core import example_serializer
 
 
 class RecordEncoder:
@@ -21,7 +20,7 @@ class RecordEncoder:
         self._features = features
         self._image_key = image_key
         self._label_key = label_key
-        self._serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+        self._serializer = tfds.core.ExampleSerializer(features.get_serialized_info())
         image_feature = features[image_key]
         self.image_shape = tuple(image_feature.shape)
         num_classes = features[label_key].num_classes

@@ -17,7 +17,7 @@ from typing import BinaryIO, TypeVar
 
 import numpy as np
 from etils import epath
-from tensorflow_datasets.core import file_adapters, naming, splits
+import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import shard_utils
 
 from emnist_idx._prepare import tfrecord_frames
@@ -48,11 +48,11 @@ def write_split(
     labels: np.ndarray,
     read_images: ChunkSource,
     encoder: RecordEncoder,
-    filename_template: naming.ShardedFileTemplate,
-    file_format: file_adapters.FileFormat,
+    filename_template: tfds.core.ShardedFileTemplate,
+    file_format: tfds.core.FileFormat,
     on_chunk: Callable[[np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
-) -> splits.SplitInfo:
+) -> tfds.core.SplitInfo:
     """Writes one split's shards and returns its SplitInfo.
 
     ``read_images(start, stop)`` yields upright image chunks for those examples; it is called once,
@@ -71,11 +71,11 @@ def write_split(
             progress(len(images))
 
     pieces = _shard_pieces(_prefetched(read_images(0, len(labels))), shards)
-    if file_format == file_adapters.FileFormat.TFRECORD:
+    if file_format == tfds.core.FileFormat.TFRECORD:
         _write_tfrecord_shards(paths, pieces, labels, encoder, written)
     else:
         _write_adapter_shards(paths, pieces, labels, encoder, file_format, written)
-    return splits.SplitInfo(
+    return tfds.core.SplitInfo(
         name=split_name,
         shard_lengths=[stop - start for start, stop in shards],
         num_bytes=sum(path.stat().length for path in paths),
@@ -141,10 +141,10 @@ def _frames(encoder: RecordEncoder, images: np.ndarray, labels: np.ndarray) -> n
 
 def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
                           labels: np.ndarray, encoder: RecordEncoder,
-                          file_format: file_adapters.FileFormat,
+                          file_format: tfds.core.FileFormat,
                           written: Callable[[np.ndarray], None]) -> None:
     """Formats other than TFRecord go through TFDS's own adapter, one shard at a time."""
-    adapter = file_adapters.ADAPTER_FOR_FORMAT[file_format]
+    adapter = tfds.core.file_adapters.ADAPTER_FOR_FORMAT[file_format]
     grouped = itertools.groupby(pieces, key=lambda piece: piece[0])
     current = next(grouped, None)
     for index, path in enumerate(paths):
