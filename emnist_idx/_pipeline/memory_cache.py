@@ -6,8 +6,9 @@ of it from the cached uint8 tensors, so later epochs run at hundreds of thousand
 
 The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
 by the first epoch from the prepared files. No array is captured from Python, so the dataset holds
-no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read by one
-``reading.read_split`` call (numpy, every record checked) straight into the arrays the cache holds.
+no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read as
+checked chunks in parallel (``reading.read_chunks``) and assembled once: measured on byclass, twice
+as fast as one ``reading.read_split`` call handed to TensorFlow through ``numpy_function``.
 """
 
 from __future__ import annotations
@@ -119,5 +120,12 @@ def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.da
 
 def _whole_split(source: SplitSource) -> tf.data.Dataset:
     """A cached one-element dataset: all of the split's images and labels, in file order."""
-    return tf.data.Dataset.from_tensors(0).map(
-        no_autograph(lambda _: reading.read_split_tensors(source))).cache()
+    total = source.num_examples
+    chunks = reading.read_chunks(source)
+
+    def read_all(_: tf.Tensor) -> Batch:
+        images, labels = chunks.rebatch(total).get_single_element()
+        return (tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)),
+                tf.ensure_shape(labels, (total,)))
+
+    return tf.data.Dataset.from_tensors(0).map(no_autograph(read_all)).cache()

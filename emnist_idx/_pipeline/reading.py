@@ -126,14 +126,6 @@ def _read_split_as_data_source(source: SplitSource) -> tuple[np.ndarray, np.ndar
             np.concatenate([labels for _, labels in chunks]))
 
 
-def read_split_tensors(source: SplitSource) -> tuple[tf.Tensor, tf.Tensor]:
-    """``read_split`` as a TF op (for a tf.data map): the whole split's images and labels."""
-    images, labels = tf.numpy_function(lambda: read_split(source), [], (tf.uint8, tf.int64),
-                                       stateful=False)
-    return (tf.ensure_shape(images, (source.num_examples, *configs.IMAGE_SHAPE)),
-            tf.ensure_shape(labels, (source.num_examples,)))
-
-
 def read_chunks(source: SplitSource, *, shuffle: bool = False, seed: int | None = None,
                 for_service: bool = False) -> tf.data.Dataset:
     """The split as checked chunks (uint8 images, int64 labels) of up to ``CHUNK_RECORDS`` examples
