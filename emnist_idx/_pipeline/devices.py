@@ -111,7 +111,7 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
     gathers them from the variables and applies ``transform`` there. Raises MemoryError, naming the
     sizes, when the device cannot hold the split.
     """
-    images, labels = reading.read_chunks(source).rebatch(source.num_examples).get_single_element()
+    images, labels = reading.read_split(source)  # exactly the split, every record checked
     try:
         with tf.device(device):
             resident_images = tf.Variable(images, trainable=False, name="emnist_idx_images")
