@@ -92,19 +92,79 @@ def test_auto_under_jax_or_torch_hides_gpus_before_initializing_them(
     assert images.device.endswith("CPU:0") and images.dtype == tf.float32
 
 
-def test_auto_under_tensorflow_leaves_gpus_and_keeps_cardinality_through_map(
+def test_auto_under_tensorflow_without_a_gpu_is_the_host_pipeline(
+        data_dir: str, keras_not_imported: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setattr(tf.config, "list_physical_devices",
+                        lambda kind=None: [] if kind == "GPU" else [None])
+    dataset = load("balanced", batch_size=64, data_dir=data_dir)
+    assert not isinstance(dataset, devices.PrefetchedToDevice)
+    images, _ = next(iter(dataset))
+    assert images.device.endswith("CPU:0") and images.dtype == tf.float32
+
+
+def test_auto_under_tensorflow_with_a_gpu_initializes_nothing_until_iterated(
         data_dir: str, keras_not_imported: Path, one_mocked_gpu: list,
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
     dataset = load("balanced", batch_size=64, data_dir=data_dir)
     assert one_mocked_gpu == []  # nothing hidden, and no device initialized by load()
-    chained = dataset.map(lambda images, labels: (images * 2.0, labels)).filter(
-        lambda images, labels: True).take(100)
-    assert int(dataset.map(lambda images, labels: images).cardinality()) == math.ceil(TRAIN / 64)
-    assert int(chained.cardinality()) == tf.data.UNKNOWN_CARDINALITY  # filter's own doing
+    assert isinstance(dataset, devices.PrefetchedToDevice) and dataset.device == "/gpu:0"
+    assert int(dataset.cardinality()) == math.ceil(TRAIN / 64)
+
+
+@pytest.fixture
+def auto_gpu_is_cpu1(keras_not_imported: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Keras on TensorFlow, and "auto" finds conftest's second CPU device as its GPU."""
+    monkeypatch.setenv("KERAS_BACKEND", "tensorflow")
+    monkeypatch.setattr(devices, "first_gpu", lambda: "/cpu:1")
+    return "/cpu:1"
+
+
+@two_cpus
+@pytest.mark.parametrize(("normalize", "one_hot", "cache"), [
+    ("scale", False, True), ("standardize", True, False)])
+def test_auto_with_a_gpu_prefetches_there_and_chaining_composes_on_the_host(
+        data_dir: str, auto_gpu_is_cpu1: str, normalize: str, one_hot: bool, cache: bool) -> None:
+    arguments = dict(batch_size=100, normalize=normalize, one_hot=one_hot, cache=cache,
+                     shuffle=False, data_dir=data_dir)
+    dataset = load("balanced", **arguments)
+    expected = _collect(load("balanced", device=None, **arguments))
+    steps = math.ceil(TRAIN / 100)
+    assert isinstance(dataset, devices.PrefetchedToDevice)
+    assert int(dataset.cardinality()) == steps
+    # Iterated directly: on the device, uint8 across, the same values as the host path, twice.
+    for _ in range(2):
+        batches = list(dataset)
+        assert len(batches) == steps
+        assert all(x.device.endswith("CPU:1") and y.device.endswith("CPU:1") for x, y in batches)
+        np.testing.assert_allclose(np.concatenate([x.numpy() for x, _ in batches]), expected[0],
+                                   rtol=1e-6)
+        np.testing.assert_array_equal(np.concatenate([y.numpy() for _, y in batches]),
+                                      expected[1])
+    assert _input_of_the_copy(dataset._to_device).element_spec[0].dtype == tf.uint8  # noqa: SLF001
+    # Chained: the host pipeline's model-ready batches, cardinality known, functions on the host.
+    doubled = dataset.map(lambda images, labels: (images * 2.0, labels))
+    assert int(doubled.cardinality()) == steps
     assert int(dataset.take(5).cardinality()) == 5
-    images, _ = next(iter(dataset.map(lambda images, labels: (images, labels))))
-    assert images.device.endswith("CPU:0")
+    assert int(dataset.map(lambda images, labels: images).filter(
+        lambda images: True).cardinality()) == tf.data.UNKNOWN_CARDINALITY  # filter's own doing
+    chained = list(doubled)
+    assert all(x.device.endswith("CPU:0") for x, _ in chained)
+    np.testing.assert_allclose(np.concatenate([x.numpy() for x, _ in chained]),
+                               expected[0] * 2.0, rtol=1e-6)
+
+
+@two_cpus
+def test_auto_with_a_gpu_fits_a_model_on_batches_from_the_device(
+        data_dir: str, auto_gpu_is_cpu1: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    dataset = load("balanced", batch_size=64, seed=0, data_dir=data_dir)
+    iterated = []
+    direct_iter = devices.PrefetchedToDevice.__iter__
+    monkeypatch.setattr(devices.PrefetchedToDevice, "__iter__",
+                        lambda self: iterated.append(self) or direct_iter(self))
+    _fit_two_epochs_counting_steps(dataset, tf.distribute.get_strategy(), math.ceil(TRAIN / 64))
+    assert iterated and all(each is dataset for each in iterated)  # Keras iterated it directly
 
 
 def test_hiding_gpus_after_they_were_initialized_reports_it(

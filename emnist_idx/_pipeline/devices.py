@@ -1,18 +1,24 @@
 """Where ``load()``'s batches go: Keras's backend, TensorFlow's GPUs and the copy to a device.
 
-``device="auto"`` (the default) never wraps the pipeline: batches stay on the host, so the returned
-dataset keeps its cardinality through any ``.map``/``.filter``/``.take`` a user chains on, and those
-functions run on the host. Keras on TensorFlow copies each batch to its GPU inside the train step
-(about 0.1 MB of uint8 or 0.4 MB of float32 for 128 examples) and tf.distribute strategies
-prefetch to their own devices, so nothing is lost by not copying here. With Keras on JAX or torch
-TensorFlow only reads data, so "auto" hides the GPUs from it before anything initializes them (as
-TFDS advises JAX users): TensorFlow would otherwise take most of their memory.
+``device="auto"`` (the default) under Keras's TensorFlow backend, with a GPU present, returns a
+``PrefetchedToDevice``: two pipelines over the same uint8 batches (and the same in-memory cache).
+Iterated directly (``model.fit(ds)``, ``for x, y in ds``), its batches cross to the GPU as uint8 (a
+quarter of float32's bytes), are normalized there and arrive prefetched. Anything chained on it
+(``.map``, ``.filter``, ``.take``, ``strategy.experimental_distribute_dataset``) composes with
+its host pipeline instead: model-ready batches made on the host, so the chained functions run on
+the host and the cardinality stays known, and Keras copies each chained batch to the GPU in its
+train step (0.1 MB of uint8, 0.4 MB of float32 for 128 examples). A copy to a device must be a
+pipeline's last stage (ops after it run on the device and lose the cardinality), which is why
+"auto" keeps the copy out of what users compose with. Without a GPU "auto" returns the host
+pipeline itself. With Keras on JAX or torch TensorFlow only reads data, so "auto" hides the GPUs
+from it before anything initializes them (as TFDS advises JAX users): TensorFlow would otherwise
+take most of their memory.
 
-An explicit device (``device="/gpu:0"``) asks for the copy: batches cross as uint8 (a quarter of
-float32's bytes) and are normalized on the device. With ``cache="device"`` the whole uint8 split is
-copied to the device once (byclass: 547 MB of images) and only each batch's indices cross: the
-batch is gathered and normalized on the device. The copy must be the pipeline's last stage, so
-that dataset reports its cardinality through a wrapper, not through its ops.
+An explicit device (``device="/gpu:0"``) asks for the copy as the last stage: batches cross as
+uint8 and are normalized on the device. With ``cache="device"`` the whole uint8 split is copied to
+the device once (byclass: 547 MB of images) and only each batch's indices cross: the batch is
+gathered and normalized on the device. That dataset reports its cardinality through a wrapper, not
+through its ops, so nothing should be chained on it.
 """
 
 from __future__ import annotations
@@ -69,12 +75,31 @@ def hide_gpus_from_tensorflow() -> bool:
 
 
 def target_device(device: str | None) -> str | None:
-    """The device ``load()`` copies batches to; None keeps them on the host (see the module doc)."""
+    """The device ``load()`` copies batches to as its last stage; None for "auto" and None.
+
+    Under "auto" with a Keras backend other than TensorFlow, hides TensorFlow's GPUs first.
+    """
     if device != AUTO:
         return device
     if keras_backend() != _TENSORFLOW:
         hide_gpus_from_tensorflow()
     return None
+
+
+def auto_prefetch_device(device: str | None) -> str | None:
+    """The GPU that ``device="auto"`` prefetches to when iterated directly, or None.
+
+    A GPU only under Keras's TensorFlow backend (call after ``target_device``, which hides the GPUs
+    under the others). Listing physical devices initializes none.
+    """
+    if device != AUTO or keras_backend() != _TENSORFLOW:
+        return None
+    return first_gpu()
+
+
+def first_gpu() -> str | None:
+    """"/gpu:0" when TensorFlow sees a GPU, else None."""
+    return "/gpu:0" if tf.config.list_physical_devices("GPU") else None
 
 
 def device_type(device: str) -> str:
@@ -153,3 +178,39 @@ class WithCardinality(tf.data.Dataset):
 
     def cardinality(self) -> tf.Tensor:
         return self._cardinality
+
+
+class PrefetchedToDevice(tf.data.Dataset):
+    """The host pipeline, except that iterating it directly yields batches prefetched to a device.
+
+    Its ops, ``cardinality()`` and anything chained on it are ``host``'s (model-ready batches made on
+    the host). ``iter()`` in eager mode instead iterates ``to_device``: ``host``'s uint8 batches
+    copied to ``device`` and made model-ready there by ``on_device`` (see the module doc). Both read
+    the same uint8 batches, hence the same in-memory cache.
+    """
+
+    def __init__(self, host: tf.data.Dataset, uint8_batches: tf.data.Dataset, device: str,
+                 on_device: Callable[..., tuple]) -> None:
+        self._host, self._uint8_batches = host, uint8_batches
+        self._device, self._on_device = device, on_device
+        self._to_device: tf.data.Dataset | None = None  # made on first iteration
+        super().__init__(tf.data.experimental.to_variant(host))
+
+    @property
+    def device(self) -> str:
+        """Where directly iterated batches arrive."""
+        return self._device
+
+    def _inputs(self) -> list[tf.data.Dataset]:
+        return [self._host]
+
+    @property
+    def element_spec(self):
+        return self._host.element_spec
+
+    def __iter__(self):
+        if not tf.executing_eagerly():  # inside tf.function: the host pipeline's own ops
+            return super().__iter__()
+        if self._to_device is None:
+            self._to_device = copied_to(self._uint8_batches, self._device, self._on_device)
+        return iter(self._to_device)

@@ -2,7 +2,8 @@
 
 ``load()`` composes small stages in pipeline order: prepare, resolve the split (and this input
 pipeline's share), read (from the in-memory cache or streamed from the files, optionally through the
-tf.data service), normalize, count, repeat, prefetch; copied to a device last when one is asked for.
+tf.data service), normalize, count, repeat, prefetch; copied to a device last when one is asked for,
+or, under "auto" with a GPU, prefetched to it when the result is iterated directly.
 """
 
 from __future__ import annotations
@@ -84,13 +85,17 @@ def load(
         when the dataset has to be prepared; without it they are downloaded.
       download: prepare the dataset when it is not prepared yet. With False and nothing prepared,
         raises FileNotFoundError.
-      device: where batches end up. "auto" (default): on the host, as a plain pipeline, so
-        ``.map``, ``.filter`` and the like chained on the result run on the host and keep its
-        cardinality; Keras on TensorFlow copies each batch to its GPU in the train step, and
-        tf.distribute strategies (``input_context``, ``strategy.scope()``) place batches on their
-        devices themselves. When Keras's backend is not TensorFlow (``KERAS_BACKEND``, read without
-        importing Keras), "auto" also hides the GPUs from TensorFlow before anything initializes
-        them, so TensorFlow takes none of the memory JAX or torch needs. None: on the host. A
+      device: where batches end up. "auto" (default): with Keras's TensorFlow backend and a GPU,
+        iterating the result directly (``model.fit(ds)``, ``for x, y in ds``) prefetches batches
+        to the GPU: they cross as uint8 and are normalized there. Anything chained on the result
+        (``.map``, ``.filter``, ``.take``...) composes with its host pipeline instead: the chained
+        functions get model-ready batches on the host, the cardinality stays known, and Keras
+        copies each batch to the GPU in its train step. tf.distribute strategies
+        (``input_context``, ``strategy.scope()``) place batches on their devices themselves.
+        Without a GPU the result is the host pipeline. When Keras's backend is not TensorFlow
+        (``KERAS_BACKEND``, read without importing Keras), "auto" never copies and hides the GPUs
+        from TensorFlow before anything initializes them, so TensorFlow takes none of the memory
+        JAX or torch needs. None: on the host, a plain pipeline. A
         device string such as "/gpu:0" or "/cpu:1": batches cross to it as uint8 (a quarter of
         float32's bytes) and are normalized and one-hot encoded there, prefetched; that copy must
         be the last stage (chain nothing on this result: ops after a device copy lose the
@@ -151,6 +156,8 @@ def load(
         _check_bool(shuffle=shuffle)
     # First, before any op initializes TensorFlow's devices: "auto" hides GPUs from it under JAX.
     target = devices.target_device(device)
+    # tf.distribute places an input_context pipeline's batches on its replicas' devices itself.
+    prefetch_to = devices.auto_prefetch_device(device) if input_context is None else None
     builder = prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
                                download=download)
     source = reading.split_source(builder, split, input_context)
@@ -168,7 +175,8 @@ def load(
             source, batch_size, target, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
             transform=model_ready)
     else:  # copied to a device, batches cross as uint8 and become model-ready there
-        batches = _read_batches(source, batch_size, model_ready if target is None else None,
+        on_host = target is None and prefetch_to is None
+        batches = _read_batches(source, batch_size, model_ready if on_host else None,
                                 shuffle=shuffle, seed=seed, cache=cache,
                                 drop_remainder=drop_remainder, service=service)
         on_device = model_ready
@@ -177,9 +185,13 @@ def load(
     if repeat:
         batches = batches.repeat()
     batches = batches.with_options(_options(input_context)).prefetch(tf.data.AUTOTUNE)
-    if target is None:
+    if target is not None:
+        return devices.copied_to(batches, target, no_autograph(on_device))
+    if prefetch_to is None:
         return batches
-    return devices.copied_to(batches, target, no_autograph(on_device))
+    host = batches.map(no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+    return devices.PrefetchedToDevice(host, batches, prefetch_to, no_autograph(model_ready))
 
 
 def load_numpy(
