@@ -3,13 +3,14 @@ TFDS's tools can walk, the `tfds new` files, show_examples(). Data: dummy_data, 
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
-import runpy
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -239,21 +240,54 @@ def test_a_damaged_tfrecord_shard_is_named(data_dir: str, tmp_path: Path) -> Non
     assert not list(shard.parent.glob("*array_record*"))
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path, workers: int) -> None:
-    pytest.importorskip("grain")
-    recipe = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "grain_emnist.py"))
-    data_dir = _copy_prepared(data_dir, "digits", tmp_path)
-    recipe["prepare"]("digits", data_dir, None)  # as its main() does: array_record, in this process
-    batches = list(recipe["grain_batches"]("digits", "train", data_dir=data_dir, batch_size=16,
-                                           seed=1, workers=workers))
-    assert [len(labels) for _, labels in batches] == [16, 16, 8]
-    images = np.concatenate([images for images, _ in batches])
-    labels = np.concatenate([labels for _, labels in batches])
-    assert images.dtype == np.float32 and images.shape == (40, 28, 28, 1) and images.max() == 1.0
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _import_recipe(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """An example script imported as a module, from examples/ as when it runs, so that spawned
+    workers can import what they unpickle (lazy_source.LazySource, the collate function)."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+def _assert_one_shuffled_epoch(images: np.ndarray, labels: np.ndarray, data_dir: str) -> None:
+    """``images`` (float32 in [0, 1]) and ``labels`` are digits' 40 train examples, each once."""
     x, y = emnist_idx.load_numpy("digits", "train", data_dir=data_dir)
+    assert images.dtype == np.float32 and images.shape == (40, 28, 28, 1) and images.max() == 1.0
     assert not np.array_equal(labels, y)  # shuffled
     order = np.lexsort((labels, images.reshape(40, -1).sum(axis=1)))
     expected = np.lexsort((y, x.reshape(40, -1).astype(np.float32).sum(axis=1) / 255.0))
     np.testing.assert_array_equal(labels[order], y[expected])
     np.testing.assert_allclose(images[order], x[expected] / 255.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    pytest.importorskip("grain")
+    recipe = _import_recipe("grain_emnist", monkeypatch)
+    data_dir = _copy_prepared(data_dir, "digits", tmp_path)
+    _import_recipe("lazy_source", monkeypatch).prepare("digits", data_dir, None)  # as main() does
+    batches = list(recipe.grain_batches("digits", "train", data_dir=data_dir, batch_size=16,
+                                           seed=1, workers=workers))
+    assert [len(labels) for _, labels in batches] == [16, 16, 8]
+    _assert_one_shuffled_epoch(np.concatenate([images for images, _ in batches]),
+                               np.concatenate([labels for _, labels in batches]), data_dir)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_torch_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
+    pytest.importorskip("torch", reason="torch is not in the test extra (see setup.cfg)")
+    recipe = _import_recipe("torch_emnist", monkeypatch)
+    data_dir = _copy_prepared(data_dir, "digits", tmp_path)
+    _import_recipe("lazy_source", monkeypatch).prepare("digits", data_dir, None)
+    loader = recipe.torch_loader("digits", "train", data_dir=data_dir, batch_size=16, seed=1,
+                                    workers=workers)
+    for _ in range(2):  # two epochs; with workers, the same (persistent) worker processes
+        batches = [(images.numpy(), labels.numpy()) for images, labels in loader]
+        assert [len(labels) for _, labels in batches] == [16, 16, 8]
+        assert batches[0][0].shape == (16, 1, 28, 28) and batches[0][1].dtype == np.int64
+        images = np.concatenate([images for images, _ in batches]).transpose(0, 2, 3, 1)
+        _assert_one_shuffled_epoch(images, np.concatenate([labels for _, labels in batches]),
+                                   data_dir)
