@@ -1,7 +1,7 @@
 """emnist_idx side by side with TFDS's own ``emnist`` and with the in-memory numpy pipeline.
 
     python benchmarks/run.py --config balanced [--epochs 3] [--json out.json] [--chart out.png]
-                             [--cache-dir benchmarks/.cache] [--scale 1.0]
+                             [--cache-dir benchmarks/.cache] [--scale 1.0] [--tfds-from run.json]
 
 Generates (once, cached) a full-size synthetic bundle in NIST's layout for the config, then in one
 run on that bundle, each in fresh data dirs under a temporary directory:
@@ -11,6 +11,8 @@ run on that bundle, each in fresh data dirs under a temporary directory:
   * TFDS's standard pipeline over ``emnist`` for two epochs;
   * ``emnist_idx.load`` for ``--epochs`` epochs (the first includes the load() call);
   * the hand-written in-memory numpy pipeline over the same arrays (median of ``--epochs``);
+  * each of those (TFDS: epoch 1 only) and the ceiling consumed twice: by a Python loop, and
+    in-graph (``Dataset.reduce``), the pipeline's own throughput;
   * with a GPU, images/s reaching it through ``load(..., device="/gpu:0")`` (uint8 across,
     normalized there) and with the split resident on it (``cache="device"``);
   * the floors: gunzip+write+fsync of the images files (isal, in the emnist_idx prepare's own
@@ -59,6 +61,17 @@ ROWS = [
     ("floor_raw_read", "floor: raw read of the train shards"),
     ("ceiling_pipeline", "ceiling: tf.data of ready batches"),
 ]
+# The same epochs consumed in-graph (Dataset.reduce): each pipeline's own throughput, without the
+# Python loop's per-batch cost (a separate section of the table).
+GRAPH_ROWS = [
+    ("epoch1_emnist_graph", "epoch 1 emnist (TFDS)"),
+    ("epoch1_emnist_idx_graph", "epoch 1 emnist_idx (incl. load())"),
+    ("cached_emnist_idx_graph", "cached epochs emnist_idx"),
+    ("numpy_in_memory_graph", "in-memory numpy pipeline"),
+    ("ceiling_pipeline_graph", "ceiling: tf.data of ready batches"),
+]
+# Rows an earlier run's JSON can provide (--tfds-from): TFDS's, which take most of a run's time.
+TFDS_ROWS = ("prepare_emnist", "epoch1_emnist", "epoch2_emnist", "epoch1_emnist_graph")
 # Each row's floor: the least time any implementation of that step could take here.
 FLOOR_OF = {
     "prepare_emnist": "floor_prepare",
@@ -70,6 +83,10 @@ FLOOR_OF = {
     "numpy_in_memory": "ceiling_pipeline",
     "device_emnist_idx": "ceiling_pipeline",
     "resident_emnist_idx": "ceiling_pipeline",
+    "epoch1_emnist_graph": "floor_raw_read",
+    "epoch1_emnist_idx_graph": "floor_raw_read",
+    "cached_emnist_idx_graph": "ceiling_pipeline_graph",
+    "numpy_in_memory_graph": "ceiling_pipeline_graph",
 }
 
 # Issue #13's targets. name, row, reference row, kind, bound: "speedup" is the row's examples/s
@@ -77,8 +94,14 @@ FLOOR_OF = {
 SPEED_TARGETS = [
     ("prepare emnist_idx vs the gunzip+write floor", "prepare_emnist_idx", "floor_prepare",
      "vs floor", 1.5),
-    ("epoch 1 (incl. load()) vs TFDS epoch 1", "epoch1_emnist_idx", "epoch1_emnist", "speedup", 30.0),
-    ("cached epochs vs in-memory numpy", "cached_emnist_idx", "numpy_in_memory", "speedup", 3.0),
+    ("epoch 1 (incl. load()) vs TFDS epoch 1, Python loop", "epoch1_emnist_idx", "epoch1_emnist",
+     "speedup", 30.0),
+    ("epoch 1 (incl. load()) vs TFDS epoch 1, in-graph", "epoch1_emnist_idx_graph",
+     "epoch1_emnist_graph", "speedup", 30.0),
+    ("cached epochs vs in-memory numpy, Python loop", "cached_emnist_idx", "numpy_in_memory",
+     "speedup", 3.0),
+    ("cached epochs vs in-memory numpy, in-graph", "cached_emnist_idx_graph",
+     "numpy_in_memory_graph", "speedup", 3.0),
 ]
 RSS_LIMIT_MB = 100.0
 
@@ -167,11 +190,28 @@ def run_prepare_child(builder: str, config: str, bundle: Path, data_dir: Path,
 
 
 def consume(dataset) -> int:
-    """Iterates every batch of ``dataset``; returns the number of examples seen."""
+    """Iterates every batch of ``dataset`` in a Python loop; returns the number of examples seen.
+
+    What ``for x, y in ds`` sees; each batch costs the loop a few hundred microseconds here, which
+    bounds every pipeline (the ceiling row shows by how much).
+    """
     examples = 0
     for _, labels in dataset:
         examples += int(labels.shape[0])
     return examples
+
+
+def consume_in_graph(dataset) -> int:
+    """Every batch of ``dataset`` consumed inside TensorFlow (``Dataset.reduce``, no Python per
+    batch): the pipeline's own throughput, what ``model.fit`` approaches with a large
+    ``steps_per_execution``. Returns the number of examples seen."""
+    import tensorflow as tf
+
+    return int(dataset.reduce(tf.constant(0, tf.int64), lambda count, batch: count + tf.shape(
+        batch[1], out_type=tf.int64)[0]))
+
+
+CONSUMERS = {"python": consume, "graph": consume_in_graph}
 
 
 _LAST_CPU: list[float] = [0.0]
@@ -201,8 +241,11 @@ def median_figures(times: list[float], examples: int, cpu: list[float] | None = 
     return epoch_figures(seconds, examples, cpu_s, epochs_s=times, **extra)
 
 
-def measure_tfds_epochs(config: str, data_dir: Path) -> tuple[dict, dict]:
-    """TFDS's standard pipeline over its ``emnist``: epoch 1 (incl. building it) and epoch 2."""
+def measure_tfds_epochs(config: str, data_dir: Path, consumer: str = "python",
+                        epochs: int = 2) -> tuple[dict, dict | None]:
+    """TFDS's standard pipeline over its ``emnist``: epoch 1 (incl. building it) and epoch 2
+    (``epochs=1``: epoch 1 only, None for epoch 2)."""
+    consume_all = CONSUMERS[consumer]
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -219,11 +262,13 @@ def measure_tfds_epochs(config: str, data_dir: Path) -> tuple[dict, dict]:
             .prefetch(tf.data.AUTOTUNE)
         )
         state["builder"] = builder
-        return consume(state["ds"])
+        return consume_all(state["ds"])
 
     seconds1, examples1 = timed_epoch(first_epoch)
     cpu1 = _LAST_CPU[0]
-    seconds2, examples2 = timed_epoch(lambda: consume(state["ds"]))
+    if epochs == 1:
+        return epoch_figures(seconds1, examples1, cpu1, consumer=consumer), None
+    seconds2, examples2 = timed_epoch(lambda: consume_all(state["ds"]))
     builder = state["builder"]
     try:  # TFDS's own rule: it caches datasets under 250 MiB in memory after the first pass
         cached = bool(builder._should_cache_ds(  # noqa: SLF001
@@ -244,7 +289,8 @@ def _import_load():
 
 
 def measure_emnist_idx_epochs(config: str, data_dir: Path, epochs: int,
-                              warm_repeats: int = 2) -> tuple[dict, dict]:
+                              warm_repeats: int = 2, consumer: str = "python"
+                              ) -> tuple[dict, dict]:
     """``load()`` + epoch 1, then the median of epochs 2..N over the same dataset.
 
     Epoch 1 is the process's first ``load()`` (cold, what a training script sees). It is then
@@ -252,18 +298,19 @@ def measure_emnist_idx_epochs(config: str, data_dir: Path, epochs: int,
     on a busy machine one cold figure is noisy.
     """
     load = _import_load()
+    consume_all = CONSUMERS[consumer]
     state = {}
 
     def first_epoch() -> int:
-        # Batches stay on the host, like the TFDS and numpy rows (the GPU row uses device="auto").
+        # Batches stay on the host, like the TFDS and numpy rows (the GPU rows name a device).
         state["ds"] = load(config, "train", data_dir=str(data_dir), seed=0, device=None)
-        return consume(state["ds"])
+        return consume_all(state["ds"])
 
     seconds1, examples1 = timed_epoch(first_epoch)
     cpu1 = _LAST_CPU[0]
     times, cpu, examples = [], [], None
     for _ in range(epochs - 1):
-        seconds, count = timed_epoch(lambda: consume(state["ds"]))
+        seconds, count = timed_epoch(lambda: consume_all(state["ds"]))
         times.append(seconds)
         cpu.append(_LAST_CPU[0])
         examples = count if examples is None else examples
@@ -278,8 +325,9 @@ def measure_emnist_idx_epochs(config: str, data_dir: Path, epochs: int,
     if warm:
         extra = {"warm_repeats_s": warm, "warm_median_s": statistics.median(warm),
                  "warm_median_examples_per_s": examples1 / statistics.median(warm)}
-    return (epoch_figures(seconds1, examples1, cpu1, **extra),
-            median_figures(times, examples, cpu, epochs_measured=f"2..{epochs}"))
+    return (epoch_figures(seconds1, examples1, cpu1, consumer=consumer, **extra),
+            median_figures(times, examples, cpu, epochs_measured=f"2..{epochs}",
+                           consumer=consumer))
 
 
 def read_train_arrays(bundle: Path, config: str):
@@ -295,7 +343,7 @@ def read_train_arrays(bundle: Path, config: str):
     return images, labels.astype(np.int64) - configs.FIRST_LABEL[config]
 
 
-def measure_numpy_epochs(bundle: Path, config: str, epochs: int) -> dict:
+def measure_numpy_epochs(bundle: Path, config: str, epochs: int, consumer: str = "python") -> dict:
     """The hand-written in-memory pipeline: the practical upper bound of naive tf.data."""
     import tensorflow as tf
 
@@ -312,12 +360,17 @@ def measure_numpy_epochs(bundle: Path, config: str, epochs: int) -> dict:
         .prefetch(tf.data.AUTOTUNE)
     )
     del images, labels
+    return _median_epochs(dataset, epochs, consumer)
+
+
+def _median_epochs(dataset, epochs: int, consumer: str) -> dict:
+    """The median of ``epochs`` passes over ``dataset``."""
     times, cpu, examples = [], [], None
     for _ in range(epochs):
-        seconds, examples = timed_epoch(lambda: consume(dataset))
+        seconds, examples = timed_epoch(lambda: CONSUMERS[consumer](dataset))
         times.append(seconds)
         cpu.append(_LAST_CPU[0])
-    return median_figures(times, examples, cpu, epochs_measured=f"1..{epochs}")
+    return median_figures(times, examples, cpu, epochs_measured=f"1..{epochs}", consumer=consumer)
 
 
 def measure_device(config: str, data_dir: Path, epochs: int, cache: bool | str = "auto") -> dict:
@@ -388,17 +441,12 @@ def measure_raw_read(config: str, data_dir: Path, train_examples: int, repeats: 
                           bytes=sum(shard.stat().st_size for shard in shards))
 
 
-def measure_ceiling(train_examples: int, epochs: int) -> dict:
+def measure_ceiling(train_examples: int, epochs: int, consumer: str = "python") -> dict:
     """A tf.data pipeline that only yields precomputed batches: what the consumer loop costs."""
     from emnist_idx._pipeline import memory_cache
 
-    dataset = memory_cache.ceiling_batches(train_examples, BATCH_SIZE)
-    times, cpu, examples = [], [], 0
-    for _ in range(epochs):
-        seconds, examples = timed_epoch(lambda: consume(dataset))
-        times.append(seconds)
-        cpu.append(_LAST_CPU[0])
-    return median_figures(times, examples, cpu, epochs_measured=f"1..{epochs}")
+    return _median_epochs(memory_cache.ceiling_batches(train_examples, BATCH_SIZE), epochs,
+                          consumer)
 
 
 def measure_crc32c(records: int = 8192, record_size: int = 822) -> dict:
@@ -451,6 +499,11 @@ def add_ratios(rows: dict) -> None:
                               "vs_numpy": "numpy_in_memory"},
         "resident_emnist_idx": {"vs_tfds": "epoch1_emnist", "vs_tfds_epoch2": "epoch2_emnist",
                                 "vs_numpy": "numpy_in_memory"},
+        "epoch1_emnist_graph": {"vs_tfds": "epoch1_emnist_graph"},
+        "epoch1_emnist_idx_graph": {"vs_tfds": "epoch1_emnist_graph"},
+        "cached_emnist_idx_graph": {"vs_tfds": "epoch1_emnist_graph",
+                                    "vs_numpy": "numpy_in_memory_graph"},
+        "numpy_in_memory_graph": {"vs_tfds": "epoch1_emnist_graph"},
     }
     for row, refs in references.items():
         if row in rows and "examples_per_s" in rows[row]:
@@ -486,6 +539,32 @@ def _fmt(value, spec: str, empty: str = "") -> str:
     return empty if value is None else format(value, spec)
 
 
+def _row_line(label: str, row: dict) -> str:
+    """One row of the table: its figures, then its ratios."""
+    if "skipped" in row:
+        return f"{label:<50} {'skipped: ' + row['skipped']}"
+    if "epochs_measured" in row:
+        label = f"{label} (median {row['epochs_measured']})"
+    elif row.get("tfds_auto_cached") is not None:
+        label = label[:-1] + (", auto-cached)" if row["tfds_auto_cached"] else ", not cached)")
+    if row.get("from_run"):
+        label += " *"
+    ratios = row.get("ratios", {})
+    return (
+        f"{label:<50} {row['seconds']:>8.2f} {_fmt(row.get('cpu_s'), '>6.2f', ' ' * 6)} "
+        f"{row['examples_per_s']:>11,.0f} "
+        f"{_fmt(row.get('peak_rss_growth_mb'), '>11,.1f', ' ' * 11)} "
+        f"{_fmt(ratios.get('vs_tfds'), '>6.2f', ' ' * 6)}"
+        f"{'x' if ratios.get('vs_tfds') is not None else ' '} "
+        f"{_fmt(ratios.get('vs_tfds_epoch2'), '>9.2f', ' ' * 9)}"
+        f"{'x' if ratios.get('vs_tfds_epoch2') is not None else ' '} "
+        f"{_fmt(ratios.get('vs_numpy'), '>7.2f', ' ' * 7)}"
+        f"{'x' if ratios.get('vs_numpy') is not None else ' '} "
+        f"{_fmt(ratios.get('vs_floor'), '>7.2f', ' ' * 7)}"
+        f"{'x' if ratios.get('vs_floor') is not None else ' '}".rstrip()
+    )
+
+
 def format_table(report: dict) -> str:
     rows, machine = report["rows"], report["machine"]
     counts = report["counts"]
@@ -501,31 +580,10 @@ def format_table(report: dict) -> str:
     header = (f"{'row':<50} {'seconds':>8} {'CPU s':>6} {'examples/s':>11} {'peak RSS MB':>11} "
               f"{'x TFDS':>7} {'x TFDS ep2':>10} {'x numpy':>8} {'x floor':>8}")
     lines += [header, "-" * len(header)]
-    for key, label in ROWS:
-        row = rows.get(key)
-        if row is None:
-            continue
-        if "skipped" in row:
-            lines.append(f"{label:<50} {'skipped: ' + row['skipped']}")
-            continue
-        if "epochs_measured" in row:
-            label = f"{label} (median {row['epochs_measured']})"
-        elif row.get("tfds_auto_cached") is not None:
-            label = label[:-1] + (", auto-cached)" if row["tfds_auto_cached"] else ", not cached)")
-        ratios = row.get("ratios", {})
-        lines.append(
-            f"{label:<50} {row['seconds']:>8.2f} {_fmt(row.get('cpu_s'), '>6.2f', ' ' * 6)} "
-            f"{row['examples_per_s']:>11,.0f} "
-            f"{_fmt(row.get('peak_rss_growth_mb'), '>11,.1f', ' ' * 11)} "
-            f"{_fmt(ratios.get('vs_tfds'), '>6.2f', ' ' * 6)}"
-            f"{'x' if ratios.get('vs_tfds') is not None else ' '} "
-            f"{_fmt(ratios.get('vs_tfds_epoch2'), '>9.2f', ' ' * 9)}"
-            f"{'x' if ratios.get('vs_tfds_epoch2') is not None else ' '} "
-            f"{_fmt(ratios.get('vs_numpy'), '>7.2f', ' ' * 7)}"
-            f"{'x' if ratios.get('vs_numpy') is not None else ' '} "
-            f"{_fmt(ratios.get('vs_floor'), '>7.2f', ' ' * 7)}"
-            f"{'x' if ratios.get('vs_floor') is not None else ' '}".rstrip()
-        )
+    lines += [_row_line(label, rows[key]) for key, label in ROWS if key in rows]
+    if any(key in rows for key, _ in GRAPH_ROWS):
+        lines += ["consumed in-graph (Dataset.reduce, no Python per batch):"]
+        lines += [_row_line("  " + label, rows[key]) for key, label in GRAPH_ROWS if key in rows]
     first = rows.get("epoch1_emnist_idx", {})
     if "warm_median_s" in first:
         tfds_first = rows.get("epoch1_emnist", {}).get("examples_per_s")
@@ -547,8 +605,16 @@ def format_table(report: dict) -> str:
         " other processes). x TFDS/ep2/numpy: speedup (examples/s ratio). x floor: the row's time"
         " over its floor's (1.00x is the floor itself): prepare rows over gunzip+write+fsync,"
         " epoch 1 and 2 over the raw read of the shards, cached epochs and numpy over the"
-        " pipeline's ceiling.",
+        " pipeline's ceiling consumed the same way. Python loop: `for x, y in ds`; in-graph:"
+        " `ds.reduce(...)`, the pipeline's own throughput (what model.fit approaches with a large"
+        " steps_per_execution).",
         "",
+    ]
+    reused = sorted({row["from_run"] for row in rows.values() if row.get("from_run")})
+    if reused:
+        lines += [f"* TFDS's row taken from the earlier run of {', '.join(reused)} (--tfds-from),"
+                  " same config, bundle and machine; its ratios compare across runs.", ""]
+    lines += [
         "targets (issue #13):",
     ]
     for target in report["targets"]:
@@ -582,22 +648,34 @@ def benchmark(args: argparse.Namespace) -> dict:
         workdir = Path(tmp)
         tfds_dir, idx_dir = workdir / "data_emnist", workdir / "data_emnist_idx"
 
-        log("prepare emnist (TFDS) in a child process")
-        rows["prepare_emnist"] = run_prepare_child("emnist", args.config, bundle, tfds_dir,
-                                                   counts, workdir)
-        log(f"  {rows['prepare_emnist']['seconds']:.1f} s")
+        earlier = _tfds_rows_from(args.tfds_from, args.config, counts) if args.tfds_from else {}
+        rows.update(earlier)
+        if not earlier:
+            log("prepare emnist (TFDS) in a child process")
+            rows["prepare_emnist"] = run_prepare_child("emnist", args.config, bundle, tfds_dir,
+                                                       counts, workdir)
+            log(f"  {rows['prepare_emnist']['seconds']:.1f} s")
         log("prepare emnist_idx in a child process")
         rows["prepare_emnist_idx"] = run_prepare_child("emnist_idx", args.config, bundle, idx_dir,
                                                        counts, workdir)
         log(f"  {rows['prepare_emnist_idx']['seconds']:.1f} s")
 
-        log("TFDS emnist: 2 epochs")
-        rows["epoch1_emnist"], rows["epoch2_emnist"] = measure_tfds_epochs(args.config, tfds_dir)
-        log(f"emnist_idx load(): {args.epochs} epochs")
+        if not earlier:
+            log("TFDS emnist: 2 epochs, then epoch 1 again consumed in-graph")
+            rows["epoch1_emnist"], rows["epoch2_emnist"] = measure_tfds_epochs(args.config,
+                                                                               tfds_dir)
+            rows["epoch1_emnist_graph"], _ = measure_tfds_epochs(args.config, tfds_dir, "graph",
+                                                                 epochs=1)
+        log(f"emnist_idx load(): {args.epochs} epochs, Python loop then in-graph")
         rows["epoch1_emnist_idx"], rows["cached_emnist_idx"] = measure_emnist_idx_epochs(
             args.config, idx_dir, args.epochs)
-        log(f"in-memory numpy pipeline: {args.epochs} epochs")
+        rows["epoch1_emnist_idx_graph"], rows["cached_emnist_idx_graph"] = (
+            measure_emnist_idx_epochs(args.config, idx_dir, args.epochs, warm_repeats=0,
+                                      consumer="graph"))
+        log(f"in-memory numpy pipeline: {args.epochs} epochs, Python loop then in-graph")
         rows["numpy_in_memory"] = measure_numpy_epochs(bundle, args.config, args.epochs)
+        rows["numpy_in_memory_graph"] = measure_numpy_epochs(bundle, args.config, args.epochs,
+                                                             "graph")
         log("device path")
         rows["device_emnist_idx"] = measure_device(args.config, idx_dir, args.epochs)
         rows["resident_emnist_idx"] = measure_device(args.config, idx_dir, args.epochs,
@@ -606,6 +684,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         rows["floor_prepare"] = floor_prepare_row(rows["prepare_emnist_idx"])
         rows["floor_raw_read"] = measure_raw_read(args.config, idx_dir, counts[0])
         rows["ceiling_pipeline"] = measure_ceiling(counts[0], args.epochs)
+        rows["ceiling_pipeline_graph"] = measure_ceiling(counts[0], args.epochs, "graph")
         crc = measure_crc32c()
 
     add_ratios(rows)
@@ -625,6 +704,26 @@ def benchmark(args: argparse.Namespace) -> dict:
         "crc32c": crc,
         "targets": evaluate_targets(rows, args.config),
     }
+
+
+def _tfds_rows_from(path: str, config: str, counts: tuple[int, int]) -> dict:
+    """TFDS's rows from an earlier run's JSON (same config and counts), each marked with its date.
+
+    TFDS's byclass prepare and epochs take most of a run (20 minutes here); repeated runs of the
+    other rows can compare against one measurement of them.
+    """
+    earlier = json.loads(Path(path).read_text())
+    if earlier["config"] != config or list(earlier["counts"]) != list(counts):
+        raise SystemExit(f"--tfds-from {path}: a run of {earlier['config']} {earlier['counts']},"
+                         f" not {config} {list(counts)}")
+    rows = {}
+    for key in TFDS_ROWS:
+        if key not in earlier["rows"]:
+            raise SystemExit(f"--tfds-from {path}: the run has no {key!r} row")
+        row = dict(earlier["rows"][key])
+        row.pop("ratios", None)
+        rows[key] = {**row, "from_run": earlier["machine"]["date"]}
+    return rows
 
 
 def _load_avg() -> str | None:
@@ -650,6 +749,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="fraction of the real example counts (1.0: full size)")
     parser.add_argument("--tmp-dir", default=None,
                         help="parent of the run's temporary data dirs (default: the system's)")
+    parser.add_argument("--tfds-from", metavar="JSON",
+                        help="take TFDS's rows from this earlier run (same config and scale) "
+                             "instead of measuring them again; marked * in the table")
     # Hidden: one prepare in a child process.
     parser.add_argument("--child", choices=["emnist", "emnist_idx"], help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)

@@ -44,20 +44,28 @@ ROW_KEYS = [
 ]
 
 
-def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
-    out = tmp_path / "out.json"
+GRAPH_KEYS = ["epoch1_emnist_graph", "epoch1_emnist_idx_graph", "cached_emnist_idx_graph",
+              "numpy_in_memory_graph", "ceiling_pipeline_graph"]
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [sys.executable, str(SCRIPT), "--config", "digits", "--scale", "0.002", "--epochs", "2",
-         "--cache-dir", str(tmp_path / "cache"), "--tmp-dir", str(tmp_path), "--json", str(out),
-         "--chart", str(tmp_path / "chart.png")],
+         "--cache-dir", str(tmp_path / "cache"), "--tmp-dir", str(tmp_path), *extra],
         capture_output=True, text=True, timeout=240, env=env,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    result = _run(tmp_path, "--json", str(out), "--chart", str(tmp_path / "chart.png"))
     for label in ROW_LABELS:
         assert label in result.stdout, f"row {label!r} missing from:\n{result.stdout}"
     assert "targets (issue #13):" in result.stdout
-    assert result.stdout.count("PASS") + result.stdout.count("MISS") == 4
+    assert result.stdout.count("PASS") + result.stdout.count("MISS") == 6
     assert "CRC32C of 8,192 records" in result.stdout and "identical values" in result.stdout
 
     report = json.loads(out.read_text())
@@ -76,7 +84,7 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     assert report["rows"]["prepare_emnist_idx"]["examples"] == 560
     for key in ("prepare_emnist", "prepare_emnist_idx"):
         assert "peak_rss_growth_mb" in report["rows"][key]
-    assert len(report["targets"]) == 4
+    assert len(report["targets"]) == 6
     assert all(isinstance(target["passed"], bool) for target in report["targets"])
     rows = report["rows"]
     # Each figure has its ratio to its floor; the floors are measured, not assumed.
@@ -88,6 +96,11 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     assert rows["floor_raw_read"]["bytes"] > 480 * 784
     assert rows["floor_raw_read"]["examples"] == rows["ceiling_pipeline"]["examples"] == 480
     assert report["crc32c"]["identical"] is True
+    # The same epochs consumed in-graph, with their own ceiling.
+    for key in GRAPH_KEYS:
+        assert rows[key]["examples"] == 480 and rows[key]["consumer"] == "graph", key
+    assert rows["cached_emnist_idx_graph"]["ratios"]["vs_numpy"] > 0
+    assert "consumed in-graph (Dataset.reduce" in result.stdout
 
     from PIL import Image
 
@@ -99,3 +112,24 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     bundles = list((tmp_path / "cache").iterdir())
     assert [path.name for path in bundles] == ["digits-480x80-seed0"]
     assert (bundles[0] / "bundle.json").is_file() and (bundles[0] / "gzip.zip").is_file()
+
+
+def test_tfds_rows_can_come_from_an_earlier_run(tmp_path: Path) -> None:
+    first = tmp_path / "first.json"
+    _run(tmp_path, "--json", str(first))
+    again = tmp_path / "again.json"
+    result = _run(tmp_path, "--json", str(again), "--tfds-from", str(first))
+    earlier, report = json.loads(first.read_text()), json.loads(again.read_text())
+    for key in ("prepare_emnist", "epoch1_emnist", "epoch2_emnist", "epoch1_emnist_graph"):
+        assert report["rows"][key]["seconds"] == earlier["rows"][key]["seconds"]
+        assert report["rows"][key]["from_run"] == earlier["machine"]["date"]
+    assert report["rows"]["prepare_emnist_idx"]["seconds"] != earlier["rows"]["prepare_emnist_idx"][
+        "seconds"]  # measured again
+    assert "prepare emnist (TFDS) *" in result.stdout and "(--tfds-from)" in result.stdout
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**earlier, "config": "mnist"}))
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "--config", "digits", "--scale", "0.002", "--cache-dir",
+         str(tmp_path / "cache"), "--tfds-from", str(wrong)],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert refused.returncode != 0 and "a run of mnist" in refused.stderr
