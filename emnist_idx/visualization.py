@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from emnist_idx.commands import grid
+from emnist_idx import grid
 
 
 def show_examples(

@@ -17,7 +17,8 @@ from PIL import Image
 
 import emnist_idx
 from emnist_idx import configs
-from emnist_idx.commands import cli, grid
+from emnist_idx import grid
+from emnist_idx.commands import cli
 from emnist_idx.commands import build
 from emnist_idx._format.idx import read_idx, write_idx
 from tests.bundle_factory import DUMMY_DATA as DUMMY

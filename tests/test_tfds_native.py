@@ -104,7 +104,7 @@ def test_builder_files_in_the_tfds_new_layout() -> None:
 
 def _cell_images(picture, rows: int, cols: int) -> np.ndarray:
     """The 28x28 images drawn in the grid's cells, read back from the picture."""
-    from emnist_idx.commands import grid
+    from emnist_idx import grid
 
     pixels = np.asarray(picture.convert("L"))
     cell_width, cell_height = grid._cell_size(grid.SCALE, 1)

@@ -4,7 +4,8 @@ Only these exact messages are dropped; every other warning and error still shows
 
 - TensorFlow's C++ INFO lines (the oneDNN banner, "This TensorFlow binary is optimized...",
   TFRecordDataset's buffer size): ``TF_CPP_MIN_LOG_LEVEL=1`` when TensorFlow is not imported yet
-  and the variable is unset (C++ warnings and errors still print; set it to 0 to see everything);
+  and the variable is unset (C++ warnings and errors still print; set it to 0 to see everything;
+  the ``emnist-idx`` command uses 2);
 - TFDS's "`FeatureConnector.dtype` is deprecated", logged by TFDS's own reading code;
 - TFDS's "Variant folder ... has no dataset_info.json", logged before every first prepare;
 - Beam's "apitools not found", logged when TFDS imports Beam (BigQuery is never used here).
@@ -33,11 +34,15 @@ class _DropKnownNoise(logging.Filter):
         return not (isinstance(record.msg, str) and record.msg.startswith(self.prefixes))
 
 
-def quiet_tensorflow_startup() -> None:
-    """Hides TensorFlow's C++ INFO lines, if TensorFlow is not imported yet and the user has not
-    chosen a level."""
+LIBRARY_LEVEL = "1"  # TensorFlow's C++ INFO lines hidden; its warnings and errors print
+CLI_LEVEL = "2"  # also its C++ warnings: the CLI reports every failure itself, in one line
+
+
+def quiet_tensorflow_startup(level: str = LIBRARY_LEVEL) -> None:
+    """Sets TensorFlow's C++ log level (``TF_CPP_MIN_LOG_LEVEL``), if TensorFlow is not imported
+    yet and the user has not chosen a level."""
     if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", level)
 
 
 def drop_known_noise() -> None:

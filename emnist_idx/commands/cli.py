@@ -9,7 +9,6 @@ line per problem on stderr), 2 a usage error (from argparse), 130 interrupted. A
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -40,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs ``emnist-idx`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
+    quiet.quiet_tensorflow_startup(quiet.CLI_LEVEL)
     quiet.drop_known_noise()
     parser = build_parser()
     try:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from emnist_idx import configs, synthetic
-from emnist_idx.commands import grid
+from emnist_idx import grid
 from emnist_idx.commands._common import add_data_dir_args, positive_int, prepare
 
 NAME = "demo"

@@ -7,7 +7,7 @@ import argparse
 import numpy as np
 
 from emnist_idx import configs
-from emnist_idx.commands import grid
+from emnist_idx import grid
 from emnist_idx.commands._common import add_data_dir_args, positive_int, prepare
 
 NAME = "show"
