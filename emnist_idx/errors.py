@@ -1,7 +1,8 @@
 """Errors raised by emnist_idx.
 
     ValueError
-     ├── IdxFormatError          a file is not the IDX file (or mapping file) it should be
+     ├── IdxFormatError          a source is not the IDX file (or mapping file) it should be:
+     │                           malformed, truncated, not a regular file, an unreadable zip member
      └── PreparedDataError       a prepared dataset's file (shard, dataset_info.json, ...) is damaged
     FileNotFoundError            a source file is missing (raised as the builtin, naming the path)
 """
