@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -153,6 +154,19 @@ def test_auto_with_a_gpu_prefetches_there_and_chaining_composes_on_the_host(
     assert all(x.device.endswith("CPU:0") for x, _ in chained)
     np.testing.assert_allclose(np.concatenate([x.numpy() for x, _ in chained]),
                                expected[0] * 2.0, rtol=1e-6)
+
+
+@two_cpus
+def test_auto_with_a_gpu_reads_the_files_once_for_both_pipelines(
+        data_dir: str, auto_gpu_is_cpu1: str, tmp_path: Path) -> None:
+    shutil.copytree(Path(data_dir) / "emnist_idx" / "digits", tmp_path / "emnist_idx" / "digits")
+    dataset = load("digits", batch_size=16, shuffle=False, cache=True, data_dir=str(tmp_path))
+    on_device = [x.numpy() for x, _ in dataset]  # fills the in-memory cache
+    for shard in (tmp_path / "emnist_idx" / "digits").glob("*/*.tfrecord-*"):
+        shard.unlink()  # from now on only the cache can deliver
+    on_host = [x.numpy() for x, _ in dataset.map(lambda images, labels: (images, labels))]
+    np.testing.assert_array_equal(np.concatenate(on_host), np.concatenate(on_device))
+    assert len(on_host) == math.ceil(40 / 16)
 
 
 @two_cpus
