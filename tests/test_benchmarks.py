@@ -133,3 +133,16 @@ def test_tfds_rows_can_come_from_an_earlier_run(tmp_path: Path) -> None:
          str(tmp_path / "cache"), "--tfds-from", str(wrong)],
         capture_output=True, text=True, timeout=240, check=False)
     assert refused.returncode != 0 and "a run of mnist" in refused.stderr
+
+    # medians.py over the runs: each target's median, with every run's value.
+    medians = subprocess.run([sys.executable, str(SCRIPT.parent / "medians.py"), str(first),
+                              str(again), str(again)], capture_output=True, text=True,
+                             timeout=120, check=False)
+    assert medians.returncode == 0, medians.stderr[-3000:]
+    assert "EMNIST digits: medians of 3 runs" in medians.stdout
+    for index, target in enumerate(report["targets"]):
+        values = [earlier["targets"][index]["value"], target["value"], target["value"]]
+        unit = "x" if target["unit"] == "x" else " MB"
+        middle = sorted(values)[1]
+        assert f"{target['name']}: median {middle:.2f}{unit} (" in medians.stdout, target["name"]
+    assert "in-graph cached epochs emnist_idx: median" in medians.stdout
