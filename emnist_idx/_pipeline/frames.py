@@ -24,11 +24,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from emnist_idx._prepare.records import RecordEncoder
+from emnist_idx._prepare.tfrecord_frames import (
+    FOOTER_SIZE, HEADER_SIZE, MASK_DELTA, crc_byte_table, frame_header)
 
-FRAMING_BYTES = 16  # 8 length + 4 length CRC before the record, 4 record CRC after it
-_HEADER_BYTES = 12
-_POLY = 0x82F63B78  # CRC32C, reflected
-_MASK_DELTA = 0xA282EAD8
+FRAMING_BYTES = HEADER_SIZE + FOOTER_SIZE  # 8 length + 4 length CRC, then 4 record CRC
+_HEADER_BYTES = HEADER_SIZE
 _ALL_ONES = np.uint32(0xFFFFFFFF)
 
 
@@ -204,20 +204,12 @@ def check_frames(frames: np.ndarray, record_size: int) -> None:
         raise FrameError(0, "and the rest: their CRC32Cs do not add up")  # pragma: no cover
 
 
-@functools.lru_cache(maxsize=4)
-def _expected_header(record_size: int) -> np.ndarray:
-    length = np.array([record_size], dtype="<u8").view(np.uint8)
-    masked = _mask(np.array([google_crc32c.value(length.tobytes())], dtype=np.uint32))
-    return np.concatenate([length, masked.astype("<u4").view(np.uint8)])
-
-
-def _mask(crc: np.ndarray) -> np.ndarray:
-    crc = crc.astype(np.uint64)
-    return ((((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF).astype(np.uint32)
+_expected_header = functools.lru_cache(maxsize=4)(frame_header)
 
 
 def _unmask(masked: np.ndarray) -> np.ndarray:
-    rotated = (masked.astype(np.uint64) - _MASK_DELTA) & 0xFFFFFFFF
+    """The CRC inside TFRecord's masked CRC (``tfrecord_frames.masked_crc`` undone)."""
+    rotated = (masked.astype(np.uint64) - MASK_DELTA) & 0xFFFFFFFF
     return (((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF).astype(np.uint32)
 
 
@@ -272,9 +264,7 @@ def _apply(columns: np.ndarray, values: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=128)
 def _shift(num_bytes: int) -> _Shift:
     if num_bytes == 1:
-        table = np.arange(256, dtype=np.uint32)
-        for _ in range(8):
-            table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
+        table = crc_byte_table()
         basis = np.uint32(1) << np.arange(32, dtype=np.uint32)
         return _Shift(table[basis & 0xFF] ^ (basis >> 8))
     half = _shift(num_bytes // 2).columns

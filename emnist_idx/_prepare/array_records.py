@@ -16,10 +16,11 @@ from collections.abc import Iterator
 import tensorflow_datasets as tfds
 from etils import epath
 
+from emnist_idx._prepare.tfrecord_frames import FOOTER_SIZE
+
 ARRAY_RECORD = tfds.core.FileFormat.ARRAY_RECORD
 TFRECORD = tfds.core.FileFormat.TFRECORD
 _HEADER = struct.Struct("<QI")  # record length, masked CRC32C of the length
-_FOOTER_SIZE = 4  # masked CRC32C of the record
 _LOCK = threading.Lock()  # readers' threads (Grain's, say) may all open the source at once
 
 
@@ -75,10 +76,10 @@ def _records(path: epath.Path, expected: int) -> Iterator[bytes]:
     while position + _HEADER.size <= len(data):
         length, _ = _HEADER.unpack_from(data, position)
         start = position + _HEADER.size
-        if start + length + _FOOTER_SIZE > len(data):
+        if start + length + FOOTER_SIZE > len(data):
             break
         yield bytes(data[start : start + length])
-        position, count = start + length + _FOOTER_SIZE, count + 1
+        position, count = start + length + FOOTER_SIZE, count + 1
     if position != len(data) or count != expected:
         raise ValueError(f"{path}: expected {expected} TFRecord frames, found {count} whole ones "
                          f"and {len(data) - position} bytes after them: prepare the dataset again")

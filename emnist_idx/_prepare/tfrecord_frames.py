@@ -28,8 +28,8 @@ except ImportError:  # pragma: no cover - exercised by forcing the numpy path in
 
 HEADER_SIZE = 12  # uint64 length + masked CRC32C of the length
 FOOTER_SIZE = 4  # masked CRC32C of the record
-_CASTAGNOLI = 0x82F63B78  # CRC32C polynomial, reflected
-_MASK_DELTA = 0xA282EAD8
+CASTAGNOLI = 0x82F63B78  # CRC32C polynomial, reflected
+MASK_DELTA = 0xA282EAD8  # added to the rotated CRC in TFRecord's masked CRC
 
 
 def crc32c_implementation() -> str:
@@ -53,11 +53,17 @@ def library_crc32c_rows(rows: np.ndarray) -> np.ndarray:
     return np.fromiter(map(_LIBRARY_VALUE, rows), dtype=np.uint32, count=len(rows))
 
 
-def _crc_tables() -> np.ndarray:
-    """Slicing-by-4 tables: row k maps a byte to its CRC after k more zero bytes."""
+def crc_byte_table() -> np.ndarray:
+    """CRC32C's byte table: entry b is the register after shifting byte b through it."""
     table = np.arange(256, dtype=np.uint32)
     for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(_CASTAGNOLI), table >> 1).astype(np.uint32)
+        table = np.where(table & 1, (table >> 1) ^ np.uint32(CASTAGNOLI), table >> 1).astype(np.uint32)
+    return table
+
+
+def _crc_tables() -> np.ndarray:
+    """Slicing-by-4 tables: row k maps a byte to its CRC after k more zero bytes."""
+    table = crc_byte_table()
     tables = [table]
     for _ in range(3):
         previous = tables[-1]
@@ -96,17 +102,22 @@ def masked_crc(crc: np.ndarray) -> np.ndarray:
     """TFRecord's masked CRC: rotated right by 15 bits plus a constant, as little-endian uint32."""
     crc = crc.astype(np.uint32)
     rotated = (crc >> np.uint32(15)) | (crc << np.uint32(17))
-    return (rotated + np.uint32(_MASK_DELTA)).astype("<u4")  # wraps modulo 2**32
+    return (rotated + np.uint32(MASK_DELTA)).astype("<u4")  # wraps modulo 2**32
 
 
 def empty_frames(count: int, length: int) -> np.ndarray:
     """A (count, 16 + length) uint8 array for ``count`` frames of ``length``-byte records, their
     headers filled in; the records go into ``record_view(frames)``, then ``seal`` adds the CRCs."""
     frames = np.empty((count, HEADER_SIZE + length + FOOTER_SIZE), dtype=np.uint8)
-    length_bytes = np.array([length], dtype="<u8").view(np.uint8)
-    frames[:, :8] = length_bytes
-    frames[:, 8:HEADER_SIZE] = masked_crc(crc32c_rows(length_bytes[None, :])).view(np.uint8)
+    frames[:, :HEADER_SIZE] = frame_header(length)
     return frames
+
+
+def frame_header(length: int) -> np.ndarray:
+    """The 12 header bytes of every frame of a ``length``-byte record: length, its masked CRC."""
+    length_bytes = np.array([length], dtype="<u8").view(np.uint8)
+    return np.concatenate([length_bytes,
+                           masked_crc(crc32c_rows(length_bytes[None, :])).view(np.uint8)])
 
 
 def record_view(frames: np.ndarray) -> np.ndarray:
