@@ -157,16 +157,11 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
     return indices, gather
 
 
-class WithCardinality(tf.data.Dataset):
-    """A dataset reporting a cardinality its ops cannot: the copy to a device loses it.
+class _SameOps(tf.data.Dataset):
+    """A dataset made of another's ops (``dataset``), to which a subclass adds one behaviour."""
 
-    Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
-    no progress total and ends with a "ran out of data" warning. No op is added (an
-    assert_cardinality after the copy would run on the host with a dataset made on the device).
-    """
-
-    def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
-        self._dataset, self._cardinality = dataset, cardinality
+    def __init__(self, dataset: tf.data.Dataset) -> None:
+        self._dataset = dataset
         super().__init__(tf.data.experimental.to_variant(dataset))
 
     def _inputs(self) -> list[tf.data.Dataset]:
@@ -176,37 +171,42 @@ class WithCardinality(tf.data.Dataset):
     def element_spec(self):
         return self._dataset.element_spec
 
+
+class WithCardinality(_SameOps):
+    """A dataset reporting a cardinality its ops cannot: the copy to a device loses it.
+
+    Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
+    no progress total and ends with a "ran out of data" warning. No op is added (an
+    assert_cardinality after the copy would run on the host with a dataset made on the device).
+    """
+
+    def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
+        self._cardinality = cardinality
+        super().__init__(dataset)
+
     def cardinality(self) -> tf.Tensor:
         return self._cardinality
 
 
-class PrefetchedToDevice(tf.data.Dataset):
+class PrefetchedToDevice(_SameOps):
     """The host pipeline, except that iterating it directly yields batches prefetched to a device.
 
     Its ops, ``cardinality()`` and anything chained on it are ``host``'s (model-ready batches made on
-    the host). ``iter()`` in eager mode instead iterates ``to_device``: ``host``'s uint8 batches
-    copied to ``device`` and made model-ready there by ``on_device`` (see the module doc). Both read
-    the same uint8 batches, hence the same in-memory cache.
+    the host). ``iter()`` in eager mode instead iterates ``host``'s uint8 batches copied to
+    ``device`` and made model-ready there by ``on_device`` (see the module doc). Both read the same
+    uint8 batches, hence the same in-memory cache.
     """
 
     def __init__(self, host: tf.data.Dataset, uint8_batches: tf.data.Dataset, device: str,
                  on_device: Callable[..., tuple]) -> None:
-        self._host, self._uint8_batches = host, uint8_batches
-        self._device, self._on_device = device, on_device
+        self._uint8_batches, self._device, self._on_device = uint8_batches, device, on_device
         self._to_device: tf.data.Dataset | None = None  # made on first iteration
-        super().__init__(tf.data.experimental.to_variant(host))
+        super().__init__(host)
 
     @property
     def device(self) -> str:
         """Where directly iterated batches arrive."""
         return self._device
-
-    def _inputs(self) -> list[tf.data.Dataset]:
-        return [self._host]
-
-    @property
-    def element_spec(self):
-        return self._host.element_spec
 
     def __iter__(self):
         if not tf.executing_eagerly():  # inside tf.function: the host pipeline's own ops
