@@ -5,6 +5,7 @@ from __future__ import annotations
 import string
 
 CONFIGS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
+DATASET_NAME = "emnist_idx"  # the TFDS builder's name, as in tfds.load("emnist_idx/<config>")
 DEFAULT_CONFIG = "balanced"
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28  # pixels on each side

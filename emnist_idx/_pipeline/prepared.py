@@ -18,11 +18,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import file_utils
 
+from emnist_idx import configs
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx.errors import PreparedDataError
 
-DATASET_NAME = "emnist_idx"
+DATASET_NAME = configs.DATASET_NAME
 DATASET_INFO = "dataset_info.json"
 # What TFDS reads from a version folder besides the shards, and the keys our builder relies on.
 _JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), "metadata.json": ()}

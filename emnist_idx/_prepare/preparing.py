@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from emnist_idx import configs
 
-DATASET_NAME = "emnist_idx"
+DATASET_NAME = configs.DATASET_NAME
 
 
 def prepared_builder(
