@@ -107,10 +107,9 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     starts = np.cumsum([0] + [take for _, _, take, _ in pieces])
 
     def read(index: int) -> None:
-        filename, skip, take, in_shard = pieces[index]
-        start = starts[index]
-        _, labels[start:start + take] = prepared.read_records(
-            filename, skip, take, in_shard, source.layout, images[start:start + take])
+        start, stop = starts[index], starts[index + 1]
+        _read_pieces_into(pieces[index:index + 1], source.layout, images[start:stop],
+                          labels[start:stop])
 
     # File reads, CRC32C and numpy's copies release the GIL: pieces are read on every core.
     with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(pieces), _READ_THREADS)
@@ -118,6 +117,17 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
         for done in pool.map(read, range(len(pieces))):  # re-raises the first error, in order
             del done
     return images, labels
+
+
+def _read_pieces_into(pieces: list[tuple[str, int, int, int]], layout: RecordLayout,
+                      images: np.ndarray, labels: np.ndarray) -> None:
+    """Reads and checks ``pieces`` (filename, skip, take, records in shard), one after the other,
+    into ``images`` and ``labels``, which hold exactly their records."""
+    position = 0
+    for filename, skip, take, in_shard in pieces:
+        _, labels[position:position + take] = prepared.read_records(
+            filename, skip, take, in_shard, layout, images[position:position + take])
+        position += take
 
 
 def _read_split_as_data_source(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
@@ -161,12 +171,9 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
              ) -> tuple[np.ndarray, np.ndarray]:
         images = np.empty((int(counts.sum()), *configs.IMAGE_SHAPE), dtype=np.uint8)
         labels = np.empty((len(images),), dtype=np.int64)
-        position = 0
-        for name, skip, take, total in zip(names, starts, counts, totals):
-            _, labels[position:position + take] = prepared.read_records(
-                name.decode(), int(skip), int(take), int(total), layout,
-                images[position:position + take])
-            position += take
+        _read_pieces_into([(name.decode(), int(skip), int(take), int(total)) for
+                           name, skip, take, total in zip(names, starts, counts, totals)],
+                          layout, images, labels)
         return images, labels
 
     def read_op(names, starts, counts, totals):
