@@ -253,12 +253,13 @@ class _Shift:
                 ^ tables[2][(values >> 16) & 0xFF] ^ tables[3][values >> 24])
 
 
+_BITS = np.arange(32, dtype=np.uint32)
+
+
 def _apply(columns: np.ndarray, values: np.ndarray) -> np.ndarray:
     """The GF(2)-linear map with these 32 columns applied to each of ``values``."""
-    out = np.zeros_like(values, dtype=np.uint32)
-    for bit in range(32):
-        out ^= np.where((values >> np.uint32(bit)) & 1, columns[bit], np.uint32(0))
-    return out
+    bits = (np.asarray(values, dtype=np.uint32)[..., None] >> _BITS) & 1
+    return np.bitwise_xor.reduce(np.where(bits == 1, columns, np.uint32(0)), axis=-1)
 
 
 @functools.lru_cache(maxsize=128)
