@@ -6,9 +6,9 @@ of it from the cached uint8 tensors, so later epochs run at hundreds of thousand
 
 The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
 by the first epoch from the prepared files. No array is captured from Python, so the dataset holds
-no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read as
-checked chunks in parallel (``reading.read_chunks``) and assembled once: measured on byclass, twice
-as fast as one ``reading.read_split`` call handed to TensorFlow through ``numpy_function``.
+no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read once, in
+parallel and checked, straight into the arrays the cache keeps (``reading.read_split`` and
+``zero_copy``): no copy of the split is made on the way into TensorFlow.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from emnist_idx._pipeline import batching, reading
+from emnist_idx._pipeline import batching, reading, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx import configs
 from emnist_idx._pipeline.reading import SplitSource
 
 # cache="auto" caches a split when its uint8 images and int64 labels take at most this share of the
-# memory available when load() is called. Filling the cache briefly needs about twice that (the
-# parsed chunks and the assembled tensor), so this leaves room for the model and everything else.
+# memory available when load() is called. Filling it needs that and a few pieces of records being
+# read, so this leaves room for the model and everything else.
 CACHE_FRACTION = 0.25
 _BYTES_PER_EXAMPLE = math.prod(configs.IMAGE_SHAPE) + 8
 
@@ -119,13 +119,24 @@ def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.da
 
 
 def _whole_split(source: SplitSource) -> tf.data.Dataset:
-    """A cached one-element dataset: all of the split's images and labels, in file order."""
-    total = source.num_examples
-    chunks = reading.read_chunks(source)
+    """A cached one-element dataset: all of the split's images and labels, in file order.
 
-    def read_all(_: tf.Tensor) -> Batch:
-        images, labels = chunks.rebatch(total).get_single_element()
+    TFRecord shards are read by ``reading.read_split`` (every record checked, on every core) into
+    aligned numpy arrays, which the cache then holds as they are (``zero_copy``): one pass over the
+    split's bytes. Other formats are assembled from the data source's chunks.
+    """
+    total = source.num_examples
+
+    def read_all() -> Batch:
+        images, labels = reading.read_split(source)
+        return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)
+
+    def whole(_: tf.Tensor) -> Batch:
+        if source.is_tfrecord:  # py_function: its outputs are tensors, passed on without a copy
+            images, labels = tf.py_function(read_all, [], (tf.uint8, tf.int64))
+        else:
+            images, labels = reading.read_chunks(source).rebatch(total).get_single_element()
         return (tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)),
                 tf.ensure_shape(labels, (total,)))
 
-    return tf.data.Dataset.from_tensors(0).map(no_autograph(read_all)).cache()
+    return tf.data.Dataset.from_tensors(0).map(no_autograph(whole)).cache()

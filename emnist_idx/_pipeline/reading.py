@@ -25,7 +25,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import prepared
+from emnist_idx._pipeline import prepared, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.frames import RecordLayout
 
@@ -101,8 +101,9 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     """
     if not source.is_tfrecord:
         return _read_split_as_data_source(source)
-    images = np.empty((source.num_examples, *configs.IMAGE_SHAPE), dtype=np.uint8)
-    labels = np.empty((source.num_examples,), dtype=np.int64)
+    # Aligned, so that the cache adopts them as tensors without a copy (``zero_copy``).
+    images = zero_copy.aligned_empty((source.num_examples, *configs.IMAGE_SHAPE), np.uint8)
+    labels = zero_copy.aligned_empty((source.num_examples,), np.int64)
     pieces = _pieces(source.instructions, CHUNK_RECORDS)
     starts = np.cumsum([0] + [take for _, _, take, _ in pieces])
 
