@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,7 @@ import tensorflow_datasets as tfds
 
 from emnist_idx._pipeline import memory_cache, reading
 from emnist_idx._pipeline.loading import load
+from emnist_idx.errors import PreparedDataError
 
 
 @pytest.mark.parametrize(("batch_size", "one_hot"), [(100, False), (47, True)])
@@ -54,3 +59,44 @@ def test_blocks_cut_into_exact_batches_in_order(prepared_data_dir: Path, batch_s
             assert np.array_equal(np.concatenate([y for _, y in batches]), labels[:served])
     assert memory_cache.blocks_of(batch_size) * batch_size <= max(batch_size,
                                                                   memory_cache.BLOCK_EXAMPLES)
+
+
+def test_load_starts_reading_the_split_before_iteration(prepared_data_dir: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cache's split is read in a background thread from load() on, and read only once."""
+    calls: list[str] = []
+    read_split = reading.read_split
+
+    def recorded(source: reading.SplitSource) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(threading.current_thread().name)
+        return read_split(source)
+
+    monkeypatch.setattr(reading, "read_split", recorded)
+    dataset = load("balanced", batch_size=128, cache=True, shuffle=False, normalize="none",
+                   data_dir=str(prepared_data_dir), device=None)
+    deadline = time.monotonic() + 60
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)  # not iterated: only the background read can make the call
+    assert len(calls) == 1 and calls[0].startswith("emnist_idx-read-split")
+    images, labels = (np.concatenate(parts) for parts in zip(*dataset.as_numpy_iterator()))
+    expected_images, expected_labels = read_split(reading.split_source(
+        tfds.builder("emnist_idx/balanced", data_dir=str(prepared_data_dir)), "train"))
+    assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
+    list(dataset.as_numpy_iterator())  # a second epoch, from the cache
+    assert len(calls) == 1
+
+
+def test_the_prefetched_split_is_handed_over_once(prepared_data_dir: Path, tmp_path: Path) -> None:
+    """A second take() reads the files again: here they are gone, so it raises naming the shard."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(prepared_data_dir / "emnist_idx" / "digits",
+                    data_dir / "emnist_idx" / "digits")
+    builder = tfds.builder("emnist_idx/digits", data_dir=str(data_dir))
+    source = reading.split_source(builder, "test")
+    prefetch = memory_cache.SplitPrefetch(source)
+    images, labels = prefetch.take()
+    assert len(images) == len(labels) == source.num_examples
+    shard = Path(os.fspath(source.instructions[0].filename))
+    shard.unlink()
+    with pytest.raises(PreparedDataError, match=shard.name):
+        prefetch.take()

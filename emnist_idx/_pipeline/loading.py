@@ -72,8 +72,8 @@ def load(
         last). Not reproducible through ``service``.
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
-        else sysconf); the first epoch fills it from the files and later epochs gather shuffled
-        batches from it. True always caches, False always streams from the files. "device"
+        else sysconf); ``load()`` starts reading the split into it in the background, the first
+        epoch waits for that read, and every epoch gathers shuffled batches from it. True always caches, False always streams from the files. "device"
         (with a ``device`` string such as "/gpu:0"): the whole uint8 split is read when ``load()``
         is called and kept on that device (byclass: 547 MB); each batch is gathered and normalized
         there and only its indices cross. MemoryError when the device cannot hold it.
@@ -146,8 +146,10 @@ def load(
     model.fit(train, validation_data=val, epochs=5)
     ```
 
-    A ``load()`` dataset's files must stay where TFDS wrote them: the cache is filled from them on
-    the first iteration, not when ``load()`` returns.
+    When the split is cached, ``load()`` starts reading it in a background thread as it returns,
+    so the read overlaps whatever runs before the first iteration, which waits for it (a damaged
+    record raises there). Streamed datasets read the files on every epoch: those must stay where
+    TFDS wrote them.
     """
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)

@@ -5,7 +5,7 @@ each epoch draws one permutation of the indices and every batch is a single ``tf
 of it from the cached uint8 tensors, so later epochs run at hundreds of thousands of examples/s.
 
 The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
-by the first epoch from the prepared files. No array is captured from Python, so the dataset holds
+on the first epoch with the split that ``load()`` started reading in the background. No array is captured from Python, so the dataset holds
 no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read once, in
 parallel and checked, straight into the arrays the cache keeps (``reading.read_split`` and
 ``zero_copy``): no copy of the split is made on the way into TensorFlow.
@@ -13,10 +13,13 @@ parallel and checked, straight into the arrays the cache keeps (``reading.read_s
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
+import threading
 from collections.abc import Callable
 
+import numpy as np
 import tensorflow as tf
 
 from emnist_idx._pipeline import batching, reading, zero_copy
@@ -59,7 +62,7 @@ def fits_in_memory(num_examples: int) -> bool:
 def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed: int | None,
                    drop_remainder: bool, transform: Callable[..., Batch] | None = None
                    ) -> tf.data.Dataset:
-    """One epoch of batches, the split read into memory on first iteration.
+    """One epoch of batches from the split in memory, which is read in the background from now on.
 
     A batch is (uint8 images, int64 labels), or what ``transform`` makes of it. Batches are
     gathered and transformed ``blocks_of(batch_size)`` at a time, in one function call, and then
@@ -136,13 +139,17 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
 
     TFRecord shards are read by ``reading.read_split`` (every record checked, on every core) into
     aligned numpy arrays, which the cache then holds as they are (``zero_copy``): one pass over the
-    split's bytes. Other formats are assembled from the data source's chunks.
+    split's bytes. That read starts at once, in the background (``SplitPrefetch``), so it overlaps
+    building the pipeline and whatever the caller does before iterating. Other formats are
+    assembled from the data source's chunks on first iteration.
     """
     total = source.num_examples
+    if source.is_tfrecord:
+        prefetch = SplitPrefetch(source)
 
-    def read_all() -> Batch:
-        images, labels = reading.read_split(source)
-        return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)
+        def read_all() -> Batch:
+            images, labels = prefetch.take()
+            return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)
 
     def whole(_: tf.Tensor) -> Batch:
         if source.is_tfrecord:  # py_function: its outputs are tensors, passed on without a copy
@@ -153,3 +160,29 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
                 tf.ensure_shape(labels, (total,)))
 
     return tf.data.Dataset.from_tensors(0).map(no_autograph(whole)).cache()
+
+
+class SplitPrefetch:
+    """``reading.read_split(source)`` running in a background thread, handed over once.
+
+    ``take()`` waits for it and returns its arrays, or raises its error (``PreparedDataError``
+    naming the shard). The result is handed over only once, so that nothing but the cache keeps
+    the split in memory; a later ``take()`` (the cache was abandoned before it filled, or the read
+    failed) reads the split again.
+    """
+
+    def __init__(self, source: SplitSource) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="emnist_idx-read-split")
+        self._future: concurrent.futures.Future | None = executor.submit(reading.read_split,
+                                                                         source)
+        executor.shutdown(wait=False)  # the thread ends with the read
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            future, self._future = self._future, None
+        if future is None:
+            return reading.read_split(self._source)
+        return future.result()
