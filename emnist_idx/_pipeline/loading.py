@@ -73,10 +73,11 @@ def load(
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
         else sysconf); ``load()`` starts reading the split into it in the background, the first
-        epoch waits for that read, and every epoch gathers shuffled batches from it. True always caches, False always streams from the files. "device"
-        (with a ``device`` string such as "/gpu:0"): the whole uint8 split is read when ``load()``
-        is called and kept on that device (byclass: 547 MB); each batch is gathered and normalized
-        there and only its indices cross. MemoryError when the device cannot hold it.
+        epoch waits for that read, and every epoch gathers shuffled batches from it. True always
+        caches, False always streams from the files. "device" (with a ``device`` string such as
+        "/gpu:0"): the whole uint8 split is read when ``load()`` is called and kept on that device
+        (byclass: 547 MB); each batch is gathered and normalized there and only its indices
+        cross. MemoryError when the device cannot hold it.
       drop_remainder: drop the last batch when it is smaller than ``batch_size``.
       repeat: repeat forever (infinite cardinality); otherwise one epoch per iteration with a known
         cardinality of ceil(examples / batch_size) batches (floor with ``drop_remainder``).

@@ -5,10 +5,11 @@ each epoch draws one permutation of the indices and every batch is a single ``tf
 of it from the cached uint8 tensors, so later epochs run at hundreds of thousands of examples/s.
 
 The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
-on the first epoch with the split that ``load()`` started reading in the background. No array is captured from Python, so the dataset holds
-no large constants (no 2 GB GraphDef limit, byclass's 547 MB included). The split is read once, in
-parallel and checked, straight into the arrays the cache keeps (``reading.read_split`` and
-``zero_copy``): no copy of the split is made on the way into TensorFlow.
+on the first epoch with the split that ``load()`` started reading in the background. No array is
+captured from Python, so the dataset holds no large constants (no 2 GB GraphDef limit, byclass's
+547 MB included). The split is read once, in parallel and checked, straight into the arrays the
+cache keeps (``reading.read_split`` and ``zero_copy``): no copy of it is made on the way into
+TensorFlow.
 """
 
 from __future__ import annotations
