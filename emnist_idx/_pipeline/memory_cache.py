@@ -148,15 +148,14 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
     if source.is_tfrecord:
         prefetch = SplitPrefetch(source)
 
-        def read_all() -> Batch:
-            images, labels = prefetch.take()
-            return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)
+        def read() -> Batch:  # py_function: its output tensors are passed on without a copy
+            return tf.py_function(prefetch.take_tensors, [], (tf.uint8, tf.int64))
+    else:
+        def read() -> Batch:
+            return reading.read_chunks(source).rebatch(total).get_single_element()
 
     def whole(_: tf.Tensor) -> Batch:
-        if source.is_tfrecord:  # py_function: its outputs are tensors, passed on without a copy
-            images, labels = tf.py_function(read_all, [], (tf.uint8, tf.int64))
-        else:
-            images, labels = reading.read_chunks(source).rebatch(total).get_single_element()
+        images, labels = read()
         return (tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)),
                 tf.ensure_shape(labels, (total,)))
 
@@ -187,3 +186,8 @@ class SplitPrefetch:
         if future is None:
             return reading.read_split(self._source)
         return future.result()
+
+    def take_tensors(self) -> Batch:
+        """``take()``'s arrays as tensors that hold their memory (``zero_copy``)."""
+        images, labels = self.take()
+        return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)
