@@ -1,5 +1,4 @@
-"""The in-memory cache: its background fill, its epochs cut from blocks, and the pipeline ceiling
-benchmarks/run.py times."""
+"""The in-memory cache: its epochs cut from blocks, and the pipeline ceiling benchmarks/run.py times."""
 
 from __future__ import annotations
 
@@ -14,7 +13,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from emnist_idx._pipeline import memory_cache, reading, split_fill
+from emnist_idx._pipeline import memory_cache, reading
 from emnist_idx._pipeline.loading import load
 from emnist_idx.errors import PreparedDataError
 
@@ -62,132 +61,42 @@ def test_blocks_cut_into_exact_batches_in_order(prepared_data_dir: Path, batch_s
                                                                   memory_cache.BLOCK_EXAMPLES)
 
 
-def _file_order(data_dir: Path, config: str = "balanced", split: str = "train"
-                ) -> tuple[np.ndarray, np.ndarray]:
-    return reading.read_split(reading.split_source(
-        tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir)), split))
-
-
-def _epoch(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = zip(*dataset.as_numpy_iterator())
-    return np.concatenate(images), np.concatenate(labels)
-
-
 def test_load_starts_reading_the_split_before_iteration(prepared_data_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cache's split is read in background threads from load() on, and read only once."""
-    monkeypatch.setattr(split_fill, "PIECE_RECORDS", 100)  # 12 or more pieces of 1,128 records
-    for thread in threading.enumerate():  # earlier tests' background reads: let them end
-        if thread.name.startswith("emnist_idx-read-split"):
-            thread.join()
-    expected_images, expected_labels = _file_order(prepared_data_dir)
+    """The cache's split is read in a background thread from load() on, and read only once."""
     calls: list[str] = []
-    read_piece_into = reading.read_piece_into
+    read_split = reading.read_split
 
-    def recorded(*args, **kwargs) -> None:
+    def recorded(source: reading.SplitSource) -> tuple[np.ndarray, np.ndarray]:
         calls.append(threading.current_thread().name)
-        read_piece_into(*args, **kwargs)
+        return read_split(source)
 
-    monkeypatch.setattr(reading, "read_piece_into", recorded)
-    source = reading.split_source(tfds.builder("emnist_idx/balanced",
-                                               data_dir=str(prepared_data_dir)), "train")
-    count = len(reading.pieces(source.instructions, 100))
+    monkeypatch.setattr(reading, "read_split", recorded)
     dataset = load("balanced", batch_size=128, cache=True, shuffle=False, normalize="none",
                    data_dir=str(prepared_data_dir), device=None)
     deadline = time.monotonic() + 60
-    while len(calls) < count and time.monotonic() < deadline:
-        time.sleep(0.01)  # not iterated: only the background threads can read
-    assert len(calls) == count >= 12
-    assert all(name.startswith("emnist_idx-read-split") for name in calls)
-    for _ in range(2):  # the second epoch reads nothing
-        images, labels = _epoch(dataset)
-        assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
-    assert len(calls) == count
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)  # not iterated: only the background read can make the call
+    assert len(calls) == 1 and calls[0].startswith("emnist_idx-read-split")
+    images, labels = (np.concatenate(parts) for parts in zip(*dataset.as_numpy_iterator()))
+    expected_images, expected_labels = read_split(reading.split_source(
+        tfds.builder("emnist_idx/balanced", data_dir=str(prepared_data_dir)), "train"))
+    assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
+    list(dataset.as_numpy_iterator())  # a second epoch, from the cache
+    assert len(calls) == 1
 
 
-@pytest.mark.parametrize("shuffle", [False, True])
-def test_the_first_epoch_gathers_only_pieces_already_read(prepared_data_dir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch,
-                                                          shuffle: bool) -> None:
-    """Epoch 1 runs while the split is read; a block whose pieces are late waits for them (or
-    reads them itself): no batch ever holds memory not yet read."""
-    monkeypatch.setattr(split_fill, "PIECE_RECORDS", 100)
-    read_piece_into = reading.read_piece_into
-
-    def slow(piece: tuple, *args, **kwargs) -> None:
-        if threading.current_thread().name.startswith("emnist_idx-read-split"):
-            time.sleep(0.3)  # the background threads fall far behind the epoch
-        read_piece_into(piece, *args, **kwargs)
-
-    monkeypatch.setattr(reading, "read_piece_into", slow)
-    expected_images, expected_labels = _file_order(prepared_data_dir)
-    dataset = load("balanced", batch_size=50, cache=True, shuffle=shuffle, seed=3,
-                   normalize="none", data_dir=str(prepared_data_dir), device=None)
-    images, labels = _epoch(dataset)
-    if not shuffle:
-        assert np.array_equal(images, expected_images) and np.array_equal(labels, expected_labels)
-    else:  # every example exactly once, each image still with its own label
-        expected = sorted(zip(map(bytes, expected_images), expected_labels.tolist()))
-        assert sorted(zip(map(bytes, images), labels.tolist())) == expected
-
-
-def test_epoch_orders_first_windowed_then_whole(prepared_data_dir: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shuffled, epoch 1 permutes windows of FIRST_EPOCH_WINDOW pieces in the read order (so it
-    can start before the read ends); later epochs permute the whole split; a seed fixes both."""
-    monkeypatch.setattr(split_fill, "PIECE_RECORDS", 100)
-    source = reading.split_source(tfds.builder("emnist_idx/balanced",
-                                               data_dir=str(prepared_data_dir)), "train")
-
-    def orders(seed: int) -> tuple[memory_cache.EpochPlans, list[np.ndarray]]:
-        plans = memory_cache.EpochPlans(source, 64, shuffle=True, seed=seed,
-                                        drop_remainder=False)
-        plans.fill.ensure(plans.fill.num_pieces)
-        return plans, [plans.next_epoch()[0] for _ in range(3)]
-
-    plans, epochs = orders(5)
-    fill, per_window = plans.fill, memory_cache.FIRST_EPOCH_WINDOW
-    count = fill.num_pieces
-    assert count >= 12 and sorted(fill.read_order.tolist()) == list(range(count))
-    assert not np.array_equal(fill.read_order, np.arange(count))
-    piece_of = np.searchsorted(fill.starts, np.arange(1128), side="right") - 1
-    window_of = np.argsort(fill.read_order)[piece_of] // per_window  # per example, in file order
-    for order in epochs:
-        assert sorted(order.tolist()) == list(range(1128))
-    # epoch 1: first every example of the first 4 pieces read, then of the next 4, and so on
-    sizes = np.diff(fill.starts)[fill.read_order]
-    window_sizes = np.add.reduceat(sizes, np.arange(0, count, per_window))
-    expected = np.repeat(np.arange(len(window_sizes)), window_sizes)
-    assert np.array_equal(window_of[epochs[0]], expected)
-    for order in epochs[1:]:  # whole permutations: the first window's worth draws on all windows
-        assert set(window_of[order[:window_sizes[0]]]) == set(range(len(window_sizes)))
-    assert not np.array_equal(epochs[1], epochs[2])
-    again = orders(5)[1]
-    assert all(np.array_equal(a, b) for a, b in zip(epochs, again))
-    assert not np.array_equal(orders(6)[1][0], epochs[0])
-
-
-def test_a_piece_that_fails_in_the_background_is_read_again_by_its_consumer(
-        prepared_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A background read that fails raises nothing there; the block that needs the piece reads
-    it again: from a damaged shard it raises PreparedDataError naming it, from a mended one it
-    gets the records."""
+def test_the_prefetched_split_is_handed_over_once(prepared_data_dir: Path, tmp_path: Path) -> None:
+    """A second take() reads the files again: here they are gone, so it raises naming the shard."""
     data_dir = tmp_path / "data"
     shutil.copytree(prepared_data_dir / "emnist_idx" / "digits",
                     data_dir / "emnist_idx" / "digits")
-    source = reading.split_source(tfds.builder("emnist_idx/digits", data_dir=str(data_dir)),
-                                  "test")
+    builder = tfds.builder("emnist_idx/digits", data_dir=str(data_dir))
+    source = reading.split_source(builder, "test")
+    prefetch = memory_cache.SplitPrefetch(source)
+    images, labels = prefetch.take()
+    assert len(images) == len(labels) == source.num_examples
     shard = Path(os.fspath(source.instructions[0].filename))
-    intact = shard.read_bytes()
-    shard.write_bytes(intact[:-1] + bytes([intact[-1] ^ 1]))  # the last record's stored CRC
-    fill = split_fill.SplitFill(source)
-    deadline = time.monotonic() + 60
-    while not fill._finished[0].is_set() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert fill.done() == 0  # the background read failed, quietly
-    with pytest.raises(PreparedDataError, match=f"{shard.name}.*fails its CRC32C check"):
-        fill.ensure(1)
-    shard.write_bytes(intact)
-    assert fill.ensure(1) == 1 and fill.done() == 1
-    images, labels = reading.read_split(source)
-    assert np.array_equal(fill.images, images) and np.array_equal(fill.labels, labels)
+    shard.unlink()
+    with pytest.raises(PreparedDataError, match=shard.name):
+        prefetch.take()

@@ -146,8 +146,7 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
             f"cache='device': {source.builder.info.full_name} split={source.split!r} needs "
             f"{memory_cache.cache_bytes(source.num_examples) / 1e6:,.0f} MB on {device}, which "
             "does not have them free; use cache=True (host memory) instead") from exc
-    orders = memory_cache.EpochOrders(source, shuffle=shuffle, seed=seed)  # as the host cache's
-    indices = orders.dataset().flat_map(
+    indices = memory_cache.epoch_orders(source.num_examples, shuffle=shuffle, seed=seed).flat_map(
         no_autograph(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
             batch_size, drop_remainder=drop_remainder)))
 

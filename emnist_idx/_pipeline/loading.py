@@ -66,19 +66,14 @@ def load(
       one_hot: labels as float32 one-hot rows of the config's class count instead of int64 ids.
       shuffle: shuffle the examples; defaults to True when ``split`` draws on "train" (so
         "train[90%:]" too) and False otherwise, which keeps file order. Every epoch has a new
-        order. From the cache: a permutation of the whole split, except in the first epoch,
-        which runs while the split is still being read: its pieces of 4,096 records are read in
-        a random order and the epoch permutes them 4 at a time (16,384 examples) in that order.
-        Streamed: pieces of 16,384 records in a new order, 4 interleaved, each chunk of 16,384
-        examples permuted. The prepared files are themselves in a random order (TFDS's writer
-        shuffles the examples).
+        order: from the cache, a permutation of the whole split; streamed, pieces of 16,384
+        records in a new order, 4 interleaved, each chunk of 16,384 examples permuted.
       seed: makes the shuffled order the same in every run (each epoch still differs from the
         last). Not reproducible through ``service``.
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
-        else sysconf); ``load()`` starts reading the split into it in background threads, the
-        first epoch's batches wait only for the pieces they draw on, and every epoch gathers
-        shuffled batches from it. True always
+        else sysconf); ``load()`` starts reading the split into it in the background, the first
+        epoch waits for that read, and every epoch gathers shuffled batches from it. True always
         caches, False always streams from the files. "device" (with a ``device`` string such as
         "/gpu:0"): the whole uint8 split is read when ``load()`` is called and kept on that device
         (byclass: 547 MB); each batch is gathered and normalized there and only its indices
@@ -152,10 +147,10 @@ def load(
     model.fit(train, validation_data=val, epochs=5)
     ```
 
-    When the split is cached, ``load()`` starts reading it in background threads as it returns,
-    so the read overlaps whatever runs before the first iteration and the first epoch itself,
-    whose batches wait only for the pieces they draw on (a damaged record raises there).
-    Streamed datasets read the files on every epoch: those must stay where TFDS wrote them.
+    When the split is cached, ``load()`` starts reading it in a background thread as it returns,
+    so the read overlaps whatever runs before the first iteration, which waits for it (a damaged
+    record raises there). Streamed datasets read the files on every epoch: those must stay where
+    TFDS wrote them.
     """
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)

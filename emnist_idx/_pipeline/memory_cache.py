@@ -4,24 +4,26 @@ Shuffling examples one at a time (``Dataset.shuffle``) costs a few microseconds 
 each epoch draws one permutation of the indices and every batch is a single ``tf.gather`` of a slice
 of it from the cached uint8 tensors, so later epochs run at hundreds of thousands of examples/s.
 
-The cache is a ``split_fill.SplitFill``: the split's arrays, read once, checked, in background
-threads from ``load()`` on, which the epochs' tensors adopt without a copy (``zero_copy``). The
-first epoch runs while they fill: each block of batches waits for (or reads) only the pieces it
-draws on, and a shuffled first epoch takes the pieces in the random order they are read
-(``EpochPlans``). No array is captured from Python, so the dataset holds no large constants (no
-2 GB GraphDef limit, byclass's 547 MB included).
+The cache is ``Dataset.cache()`` of a one-element dataset whose element is the whole split, filled
+on the first epoch with the split that ``load()`` started reading in the background. No array is
+captured from Python, so the dataset holds no large constants (no 2 GB GraphDef limit, byclass's
+547 MB included). The split is read once, in parallel and checked, straight into the arrays the
+cache keeps (``reading.read_split`` and ``zero_copy``): no copy of it is made on the way into
+TensorFlow.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import math
 import os
+import threading
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from emnist_idx._pipeline import batching, split_fill
+from emnist_idx._pipeline import batching, reading, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx import configs
 from emnist_idx._pipeline.reading import SplitSource
@@ -35,9 +37,6 @@ _BYTES_PER_EXAMPLE = math.prod(configs.IMAGE_SHAPE) + 8
 # byclass in-graph 1.1-1.4 s an epoch against 1.4-1.5 s one batch per call, in a Python loop
 # 2.1-2.5 s against 3.0-5.2 s (the ceiling: 2.2 s). Float32 blocks of 3.2 MB.
 BLOCK_EXAMPLES = 1024
-# Pieces the shuffled first epoch permutes together (4 x 4,096 = 16,384 examples), in the random
-# order they are read in.
-FIRST_EPOCH_WINDOW = 4
 
 Batch = tuple[tf.Tensor, tf.Tensor]
 
@@ -69,113 +68,31 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
     A batch is (uint8 images, int64 labels), or what ``transform`` makes of it. Batches are
     gathered and transformed ``blocks_of(batch_size)`` at a time, in one function call, and then
     cut to ``batch_size``: a tf.data function call costs tens of microseconds on its own, about
-    as much as gathering and normalizing a batch of 128. A block whose examples are not all read
-    yet (the first epoch) first waits for, or reads, the pieces it needs (``SplitFill.ensure``).
+    as much as gathering and normalizing a batch of 128.
     """
-    plans = EpochPlans(source, batch_size, shuffle=shuffle, seed=seed,
-                       drop_remainder=drop_remainder)
-    fill, block, served = plans.fill, plans.block, plans.served
+    whole = _whole_split(source)
+    steps = batching.num_batches(source.num_examples, batch_size, drop_remainder)
+    served = steps * batch_size if drop_remainder else source.num_examples  # per epoch
+    block = blocks_of(batch_size) * batch_size
 
-    def epoch(_: tf.Tensor) -> tf.data.Dataset:
-        order, needs, done = tf.numpy_function(plans.next_epoch, [], (tf.int64,) * 3,
-                                               stateful=True)
-        order = tf.ensure_shape(order, (source.num_examples,))
-        needs, done = tf.ensure_shape(needs, (plans.num_blocks,)), tf.ensure_shape(done, ())
-        images, labels = tf.py_function(fill.tensors, [], (tf.uint8, tf.int64))
-        images = tf.ensure_shape(images, (source.num_examples, *configs.IMAGE_SHAPE))
-        labels = tf.ensure_shape(labels, (source.num_examples,))
+    def epoch(order: tf.Tensor) -> tf.data.Dataset:
+        # get_single_element reads past the only element, which completes the cache on first use.
+        images, labels = whole.get_single_element()
 
         def gather(index: tf.Tensor) -> Batch:
             start = index * block
             indices = order[start:tf.minimum(start + block, served)]
-
-            def read_first() -> tf.Tensor:  # the gather must not run before its pieces are read
-                ready = tf.numpy_function(fill.ensure, [needs[index]], tf.int64, stateful=True)
-                with tf.control_dependencies([ready]):
-                    return tf.identity(indices)
-
-            indices = tf.cond(needs[index] <= done, lambda: indices, read_first)
             batch = tf.gather(images, indices), tf.gather(labels, indices)
             return transform(*batch) if transform else batch
 
         # deterministic: the smaller remainder batch must stay the last one.
-        blocks = tf.data.Dataset.range(plans.num_blocks).map(
+        blocks = tf.data.Dataset.range(-(-served // block)).map(
             no_autograph(gather), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         # Every block but the last holds whole batches, so no batch mixes two blocks.
         return blocks.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    return tf.data.Dataset.from_tensors(0).flat_map(no_autograph(epoch))
-
-
-class EpochOrders:
-    """Each epoch's order of a split's examples, and the order its pieces are read in.
-
-    Shuffled, every epoch after the first is a permutation of the whole split. The first runs
-    while the split is still being read (``split_fill``): its pieces are read in a random order,
-    and the epoch takes them ``FIRST_EPOCH_WINDOW`` at a time in that order, each window's examples
-    permuted as a whole, so that it starts before the read ends. Prepared shards are themselves in
-    a random order (TFDS's writer shuffles the examples). Unshuffled, every epoch is the file
-    order. ``seed`` fixes the whole sequence; every path of ``load()`` draws the same one.
-    """
-
-    def __init__(self, source: SplitSource, *, shuffle: bool, seed: int | None) -> None:
-        self._shuffle = shuffle
-        self._random = np.random.default_rng(seed)
-        self.starts = split_fill.piece_starts(source)  # piece i: examples starts[i]:starts[i+1]
-        count = len(self.starts) - 1
-        self.read_order = self._random.permutation(count) if shuffle else np.arange(count)
-        self._epochs = 0
-
-    def next_epoch(self) -> np.ndarray:
-        """The next epoch's order: int64 indices of all the split's examples."""
-        first, self._epochs = self._epochs == 0, self._epochs + 1
-        total = int(self.starts[-1])
-        if not self._shuffle:
-            return np.arange(total, dtype=np.int64)
-        if not first:
-            return self._random.permutation(total)
-        starts = self.starts
-        windows = [np.concatenate([np.arange(starts[piece], starts[piece + 1])
-                                   for piece in self.read_order[at:at + FIRST_EPOCH_WINDOW]])
-                   for at in range(0, len(self.read_order), FIRST_EPOCH_WINDOW)]
-        return np.concatenate([self._random.permutation(window) for window in windows])
-
-    def dataset(self) -> tf.data.Dataset:
-        """One element per iteration of the result: the next epoch's order."""
-        total = int(self.starts[-1])
-
-        def order(_: tf.Tensor) -> tf.Tensor:
-            drawn = tf.numpy_function(self.next_epoch, [], tf.int64, stateful=True)
-            return tf.ensure_shape(drawn, (total,))
-
-        return tf.data.Dataset.from_tensors(0).map(no_autograph(order))
-
-
-class EpochPlans:
-    """``EpochOrders`` over a ``SplitFill``, with what each block of an epoch needs read first."""
-
-    def __init__(self, source: SplitSource, batch_size: int, *, shuffle: bool, seed: int | None,
-                 drop_remainder: bool) -> None:
-        steps = batching.num_batches(source.num_examples, batch_size, drop_remainder)
-        self.served = steps * batch_size if drop_remainder else source.num_examples  # per epoch
-        self.block = blocks_of(batch_size) * batch_size
-        self.num_blocks = -(-self.served // self.block)
-        self.orders = EpochOrders(source, shuffle=shuffle, seed=seed)
-        self.fill = split_fill.SplitFill(source, self.orders.read_order)
-
-    def next_epoch(self) -> tuple[np.ndarray, np.ndarray, np.int64]:
-        """(order of the examples, pieces of the read order each block needs, pieces read now)."""
-        fill = self.fill
-        order = self.orders.next_epoch()
-        done = fill.done()
-        if done == fill.num_pieces:
-            needs = np.zeros(self.num_blocks, dtype=np.int64)
-        else:  # per block: 1 + the latest position in the read order of a piece it draws from
-            rank = np.empty(fill.num_pieces, dtype=np.int64)
-            rank[fill.read_order] = np.arange(fill.num_pieces)
-            position = rank[np.searchsorted(fill.starts, order[:self.served], side="right") - 1]
-            needs = np.maximum.reduceat(position, np.arange(0, self.served, self.block)) + 1
-        return order, needs, np.int64(done)
+    return epoch_orders(source.num_examples, shuffle=shuffle, seed=seed).flat_map(
+        no_autograph(epoch))
 
 
 def blocks_of(batch_size: int) -> int:
@@ -205,3 +122,72 @@ def ceiling_batches(num_examples: int, batch_size: int = 128, one_hot: int | Non
     if rest:
         batches = batches.concatenate(batch(rest))
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """One element per iteration: the order of the examples, a fresh permutation each epoch."""
+    if not shuffle:
+        return tf.data.Dataset.from_tensors(tf.range(num_examples, dtype=tf.int64))
+    # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch), from a
+    # sequence fixed by ``seed``; the permutation itself is stateless, hence reproducible.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    return seeds.map(no_autograph(lambda pair: tf.random.experimental.stateless_shuffle(
+        tf.range(num_examples, dtype=tf.int64), seed=pair)))
+
+
+def _whole_split(source: SplitSource) -> tf.data.Dataset:
+    """A cached one-element dataset: all of the split's images and labels, in file order.
+
+    TFRecord shards are read by ``reading.read_split`` (every record checked, on every core) into
+    aligned numpy arrays, which the cache then holds as they are (``zero_copy``): one pass over the
+    split's bytes. That read starts at once, in the background (``SplitPrefetch``), so it overlaps
+    building the pipeline and whatever the caller does before iterating. Other formats are
+    assembled from the data source's chunks on first iteration.
+    """
+    total = source.num_examples
+    if source.is_tfrecord:
+        prefetch = SplitPrefetch(source)
+
+        def read() -> Batch:  # py_function: its output tensors are passed on without a copy
+            return tf.py_function(prefetch.take_tensors, [], (tf.uint8, tf.int64))
+    else:
+        def read() -> Batch:
+            return reading.read_chunks(source).rebatch(total).get_single_element()
+
+    def whole(_: tf.Tensor) -> Batch:
+        images, labels = read()
+        return (tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)),
+                tf.ensure_shape(labels, (total,)))
+
+    return tf.data.Dataset.from_tensors(0).map(no_autograph(whole)).cache()
+
+
+class SplitPrefetch:
+    """``reading.read_split(source)`` running in a background thread, handed over once.
+
+    ``take()`` waits for it and returns its arrays, or raises its error (``PreparedDataError``
+    naming the shard). The result is handed over only once, so that nothing but the cache keeps
+    the split in memory; a later ``take()`` (the cache was abandoned before it filled, or the read
+    failed) reads the split again.
+    """
+
+    def __init__(self, source: SplitSource) -> None:
+        self._source = source
+        self._lock = threading.Lock()
+        executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="emnist_idx-read-split")
+        self._future: concurrent.futures.Future | None = executor.submit(reading.read_split,
+                                                                         source)
+        executor.shutdown(wait=False)  # the thread ends with the read
+
+    def take(self) -> tuple[np.ndarray, np.ndarray]:
+        with self._lock:
+            future, self._future = self._future, None
+        if future is None:
+            return reading.read_split(self._source)
+        return future.result()
+
+    def take_tensors(self) -> Batch:
+        """``take()``'s arrays as tensors that hold their memory (``zero_copy``)."""
+        images, labels = self.take()
+        return zero_copy.as_tensor(images), zero_copy.as_tensor(labels)

@@ -104,40 +104,30 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     # Aligned, so that the cache adopts them as tensors without a copy (``zero_copy``).
     images = zero_copy.aligned_empty((source.num_examples, *configs.IMAGE_SHAPE), np.uint8)
     labels = zero_copy.aligned_empty((source.num_examples,), np.int64)
-    split_pieces = pieces(source.instructions, CHUNK_RECORDS)
-    starts = np.cumsum([0] + [take for _, _, take, _ in split_pieces])
+    pieces = _pieces(source.instructions, CHUNK_RECORDS)
+    starts = np.cumsum([0] + [take for _, _, take, _ in pieces])
 
     def read(index: int) -> None:
         start, stop = starts[index], starts[index + 1]
-        read_piece_into(split_pieces[index], source.layout, images[start:stop],
-                        labels[start:stop])
+        _read_pieces_into(pieces[index:index + 1], source.layout, images[start:stop],
+                          labels[start:stop])
 
     # File reads, CRC32C and numpy's copies release the GIL: pieces are read on every core.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(split_pieces), _READ_THREADS)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(pieces), _READ_THREADS)
                                                or 1) as pool:
-        for done in pool.map(read, range(len(split_pieces))):  # re-raises the first error, in order
+        for done in pool.map(read, range(len(pieces))):  # re-raises the first error, in order
             del done
     return images, labels
 
 
-def read_piece_into(piece: tuple[str, int, int, int], layout: RecordLayout, images: np.ndarray,
-                    labels: np.ndarray, frames_buffer: np.ndarray | None = None) -> None:
-    """Reads and checks one piece (filename, skip, take, records in shard) into ``images`` and
-    ``labels``, which hold exactly its records (through ``frames_buffer`` when given: see
-    ``prepared.read_records``)."""
-    filename, skip, take, in_shard = piece
-    _, labels[...] = prepared.read_records(filename, skip, take, in_shard, layout, images,
-                                           frames_buffer)
-
-
-def _read_pieces_into(split_pieces: list[tuple[str, int, int, int]], layout: RecordLayout,
+def _read_pieces_into(pieces: list[tuple[str, int, int, int]], layout: RecordLayout,
                       images: np.ndarray, labels: np.ndarray) -> None:
-    """``read_piece_into`` for several pieces, one after the other."""
+    """Reads and checks ``pieces`` (filename, skip, take, records in shard), one after the other,
+    into ``images`` and ``labels``, which hold exactly their records."""
     position = 0
-    for piece in split_pieces:
-        take = piece[2]
-        read_piece_into(piece, layout, images[position:position + take],
-                        labels[position:position + take])
+    for filename, skip, take, in_shard in pieces:
+        _, labels[position:position + take] = prepared.read_records(
+            filename, skip, take, in_shard, layout, images[position:position + take])
         position += take
 
 
@@ -171,11 +161,11 @@ def read_chunks(source: SplitSource, *, shuffle: bool = False, seed: int | None 
 def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
     """Pieces read and checked by ``prepared.read_records`` (numpy), in parallel."""
     filenames, skips, takes, in_shards = (np.array(column) for column in zip(
-        *pieces(source.instructions, PIECE_RECORDS)))
-    listed = tf.data.Dataset.from_tensor_slices((filenames, skips, takes, in_shards))
+        *_pieces(source.instructions, PIECE_RECORDS)))
+    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes, in_shards))
     if shuffle:
-        listed = listed.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
-    listed = listed.batch(INTERLEAVED_PIECES if shuffle else 1)
+        pieces = pieces.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
+    pieces = pieces.batch(INTERLEAVED_PIECES if shuffle else 1)
     layout = source.layout
 
     def read(names: np.ndarray, starts: np.ndarray, counts: np.ndarray, totals: np.ndarray
@@ -192,7 +182,7 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
                                            (tf.uint8, tf.int64), stateful=False)
         return tf.ensure_shape(images, (None, *configs.IMAGE_SHAPE)), tf.ensure_shape(labels, (None,))
 
-    return listed.map(no_autograph(read_op), num_parallel_calls=tf.data.AUTOTUNE,
+    return pieces.map(no_autograph(read_op), num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=seed is not None or not shuffle)
 
 
@@ -202,9 +192,9 @@ def _tfrecord_dataset_chunks(source: SplitSource) -> tf.data.Dataset:
     TFRecordDataset checks each record's CRC; each piece must yield exactly its record count.
     """
     filenames, skips, takes, _ = (np.array(column) for column in zip(
-        *pieces(source.instructions, PIECE_RECORDS)))
-    listed = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
-    records = listed.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES,
+        *_pieces(source.instructions, PIECE_RECORDS)))
+    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes))
+    records = pieces.interleave(no_autograph(_read_piece), cycle_length=INTERLEAVED_PIECES,
                                 block_length=1)
     features = source.builder.info.features
     return records.batch(CHUNK_RECORDS).map(
@@ -230,16 +220,17 @@ def parse_records(serialized: tf.Tensor, features: tfds.features.FeaturesDict
     return images, parsed["label"]
 
 
-def pieces(instructions: tuple, max_records: int | None) -> list[tuple[str, int, int, int]]:
+def _pieces(instructions: tuple, max_records: int | None
+            ) -> list[tuple[str, int, int, int]]:
     """(filename, skip, take, records in shard) per piece: the file instructions, cut to
     ``max_records`` if given."""
-    cut = []
+    pieces = []
     for instruction in instructions:
         step = max_records or instruction.take
         for start in range(0, instruction.take, step):
-            cut.append((os.fspath(instruction.filename), instruction.skip + start,
-                        min(step, instruction.take - start), instruction.examples_in_shard))
-    return cut
+            pieces.append((os.fspath(instruction.filename), instruction.skip + start,
+                           min(step, instruction.take - start), instruction.examples_in_shard))
+    return pieces
 
 
 def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
