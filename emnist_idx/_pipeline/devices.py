@@ -33,6 +33,7 @@ import tensorflow as tf
 from tensorflow.python.data.experimental.ops import prefetching_ops
 
 from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.iteration import FlatBatches, SameOps
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 
@@ -157,27 +158,13 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
     return indices, gather
 
 
-class _SameOps(tf.data.Dataset):
-    """A dataset made of another's ops (``dataset``), to which a subclass adds one behaviour."""
-
-    def __init__(self, dataset: tf.data.Dataset) -> None:
-        self._dataset = dataset
-        super().__init__(tf.data.experimental.to_variant(dataset))
-
-    def _inputs(self) -> list[tf.data.Dataset]:
-        return [self._dataset]
-
-    @property
-    def element_spec(self):
-        return self._dataset.element_spec
-
-
-class WithCardinality(_SameOps):
+class WithCardinality(FlatBatches):
     """A dataset reporting a cardinality its ops cannot: the copy to a device loses it.
 
     Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
     no progress total and ends with a "ran out of data" warning. No op is added (an
     assert_cardinality after the copy would run on the host with a dataset made on the device).
+    Python loops over it run through ``iteration.FlatIterator``.
     """
 
     def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
@@ -188,7 +175,7 @@ class WithCardinality(_SameOps):
         return self._cardinality
 
 
-class PrefetchedToDevice(_SameOps):
+class PrefetchedToDevice(SameOps):
     """The host pipeline, except that iterating it directly yields batches prefetched to a device.
 
     Its ops, ``cardinality()`` and anything chained on it are ``host``'s (model-ready batches made on

@@ -3,7 +3,8 @@
 ``load()`` composes small stages in pipeline order: prepare, resolve the split (and this input
 pipeline's share), read (from the in-memory cache or streamed from the files, optionally through the
 tf.data service), normalize, count, repeat, prefetch; copied to a device last when one is asked for,
-or, under "auto" with a GPU, prefetched to it when the result is iterated directly.
+or, under "auto" with a GPU, prefetched to it when the result is iterated directly. Python loops over
+the result run through ``iteration.FlatIterator``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import batching, devices, memory_cache, normalization, reading
+from emnist_idx._pipeline import (batching, devices, iteration, memory_cache, normalization,
+                                  reading)
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._prepare.preparing import prepared_builder
@@ -191,7 +193,7 @@ def load(
     if target is not None:
         return devices.copied_to(batches, target, no_autograph(on_device))
     if prefetch_to is None:
-        return batches
+        return iteration.FlatBatches(batches)
     host = batches.map(no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
     return devices.PrefetchedToDevice(host, batches, prefetch_to, no_autograph(model_ready))
