@@ -17,7 +17,8 @@ run on that bundle, each in fresh data dirs under a temporary directory:
     normalized there) and with the split resident on it (``cache="device"``);
   * the floors: gunzip+write+fsync of the images files (isal, in the emnist_idx prepare's own
     process, before and after it; the faster counts), a raw read of the prepared train shards, and
-    the pipeline's ceiling (a tf.data pipeline that only yields precomputed batches).
+    the pipeline's ceiling (a tf.data pipeline that only yields precomputed batches), iterated as
+    ``load()``'s results are and, in a Python loop, also through TensorFlow's own iterator.
 Prints a table with ratios to the matching TFDS row and to each row's floor, and PASS/MISS per
 target of issue #13; ``--json`` writes every figure, ``--chart`` draws them (see chart.py).
 """
@@ -60,6 +61,7 @@ ROWS = [
     ("floor_prepare", "floor: gunzip+write+fsync (isal)"),
     ("floor_raw_read", "floor: raw read of the train shards"),
     ("ceiling_pipeline", "ceiling: tf.data of ready batches"),
+    ("ceiling_tf_iterator", "ceiling, TensorFlow's own iterator"),
 ]
 # The same epochs consumed in-graph (Dataset.reduce): each pipeline's own throughput, without the
 # Python loop's per-batch cost (a separate section of the table).
@@ -80,7 +82,7 @@ FLOOR_OF = {
     "epoch2_emnist": "floor_raw_read",
     "epoch1_emnist_idx": "floor_raw_read",
     "cached_emnist_idx": "ceiling_pipeline",
-    "numpy_in_memory": "ceiling_pipeline",
+    "numpy_in_memory": "ceiling_tf_iterator",
     "device_emnist_idx": "ceiling_pipeline",
     "resident_emnist_idx": "ceiling_pipeline",
     "epoch1_emnist_graph": "floor_raw_read",
@@ -441,12 +443,18 @@ def measure_raw_read(config: str, data_dir: Path, train_examples: int, repeats: 
                           bytes=sum(shard.stat().st_size for shard in shards))
 
 
-def measure_ceiling(train_examples: int, epochs: int, consumer: str = "python") -> dict:
-    """A tf.data pipeline that only yields precomputed batches: what the consumer loop costs."""
-    from emnist_idx._pipeline import memory_cache
+def measure_ceiling(train_examples: int, epochs: int, consumer: str = "python",
+                    flat: bool = True) -> dict:
+    """A tf.data pipeline that only yields precomputed batches: what the consumer loop costs.
 
-    return _median_epochs(memory_cache.ceiling_batches(train_examples, BATCH_SIZE), epochs,
-                          consumer)
+    Iterated as ``load()``'s results are (``iteration.FlatBatches``: in a Python loop, through
+    ``FlatIterator``), or with ``flat=False`` through TensorFlow's own iterator, as the numpy
+    pipeline and TFDS's are.
+    """
+    from emnist_idx._pipeline import iteration, memory_cache
+
+    batches = memory_cache.ceiling_batches(train_examples, BATCH_SIZE)
+    return _median_epochs(iteration.FlatBatches(batches) if flat else batches, epochs, consumer)
 
 
 def measure_crc32c(records: int = 8192, record_size: int = 822) -> dict:
@@ -605,9 +613,10 @@ def format_table(report: dict) -> str:
         " other processes). x TFDS/ep2/numpy: speedup (examples/s ratio). x floor: the row's time"
         " over its floor's (1.00x is the floor itself): prepare rows over gunzip+write+fsync,"
         " epoch 1 and 2 over the raw read of the shards, cached epochs and numpy over the"
-        " pipeline's ceiling consumed the same way. Python loop: `for x, y in ds`; in-graph:"
-        " `ds.reduce(...)`, the pipeline's own throughput (what model.fit approaches with a large"
-        " steps_per_execution).",
+        " pipeline's ceiling consumed the same way (in a Python loop, numpy's with TensorFlow's"
+        " own iterator, emnist_idx's with its FlatIterator). Python loop: `for x, y in ds`;"
+        " in-graph: `ds.reduce(...)`, the pipeline's own throughput (what model.fit approaches"
+        " with a large steps_per_execution).",
         "",
     ]
     reused = sorted({row["from_run"] for row in rows.values() if row.get("from_run")})
@@ -684,6 +693,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         rows["floor_prepare"] = floor_prepare_row(rows["prepare_emnist_idx"])
         rows["floor_raw_read"] = measure_raw_read(args.config, idx_dir, counts[0])
         rows["ceiling_pipeline"] = measure_ceiling(counts[0], args.epochs)
+        rows["ceiling_tf_iterator"] = measure_ceiling(counts[0], args.epochs, flat=False)
         rows["ceiling_pipeline_graph"] = measure_ceiling(counts[0], args.epochs, "graph")
         crc = measure_crc32c()
 

@@ -27,6 +27,7 @@ ROW_LABELS = [
     "floor: gunzip+write+fsync (isal)",
     "floor: raw read of the train shards",
     "ceiling: tf.data of ready batches",
+    "ceiling, TensorFlow's own iterator",
 ]
 ROW_KEYS = [
     "prepare_emnist",
@@ -41,6 +42,7 @@ ROW_KEYS = [
     "floor_prepare",
     "floor_raw_read",
     "ceiling_pipeline",
+    "ceiling_tf_iterator",
 ]
 
 
@@ -95,6 +97,8 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     assert rows["floor_prepare"]["bytes"] == 560 * 784 + 2 * 16  # with the IDX headers
     assert rows["floor_raw_read"]["bytes"] > 480 * 784
     assert rows["floor_raw_read"]["examples"] == rows["ceiling_pipeline"]["examples"] == 480
+    assert rows["ceiling_tf_iterator"]["examples"] == 480
+    assert rows["numpy_in_memory"]["ratios"]["vs_floor"] > 0  # over TensorFlow's iterator's
     assert report["crc32c"]["identical"] is True
     # The same epochs consumed in-graph, with their own ceiling.
     for key in GRAPH_KEYS:
