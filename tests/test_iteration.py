@@ -123,3 +123,15 @@ def test_only_flat_tuples_of_dense_tensors_take_the_flat_iterator() -> None:
         assert not iteration.is_flat(nested.element_spec)
         assert type(iter(iteration.FlatBatches(nested))) is iterator_ops.OwnedIterator
     assert iteration.is_flat(pairs.element_spec)
+
+
+def test_an_iterator_without_the_private_attributes_falls_back_to_tensorflows(
+        monkeypatch: pytest.MonkeyPatch, data_dir: str) -> None:
+    dataset = load("balanced", "test", batch_size=50, shuffle=False, data_dir=data_dir,
+                   download=False)
+    monkeypatch.setattr(iteration, "_PRIVATE_ATTRIBUTES",
+                        (*iteration._PRIVATE_ATTRIBUTES, "_renamed_in_a_later_release"))
+    iterator = iter(dataset)
+    assert type(iterator) is iterator_ops.OwnedIterator
+    _, labels = load_numpy("balanced", "test", data_dir=data_dir, download=False)
+    np.testing.assert_array_equal(_arrays(iterator)[1], labels)

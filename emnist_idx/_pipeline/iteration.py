@@ -10,9 +10,9 @@ that, and iterates in 160-210 us a batch. It is TensorFlow's iterator in every o
 
 ``FlatBatches`` is a dataset made of another's ops whose eager ``iter()`` is a ``FlatIterator``.
 Anything chained on it is an ordinary dataset with TensorFlow's iterator; inside ``tf.function``
-its iteration is TensorFlow's own. ``FlatIterator`` relies on two private attributes of
-``OwnedIterator`` (its resource and flat output types); where a TensorFlow release lacks them,
-``iter()`` falls back to TensorFlow's iterator.
+its iteration is TensorFlow's own. ``FlatIterator`` relies on ``OwnedIterator``'s private
+``_next_internal`` and on three private attributes (its resource, flat output types and shapes);
+where an iterator lacks those attributes, ``iter()`` falls back to TensorFlow's iterator.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class FlatBatches(SameOps):
             return super().__iter__()
         iterator = FlatIterator(self)
         if not all(hasattr(iterator, name) for name in _PRIVATE_ATTRIBUTES):
-            return super().__iter__()  # pragma: no cover - a TensorFlow without them
+            return super().__iter__()  # a TensorFlow release without them
         return iterator
 
 
