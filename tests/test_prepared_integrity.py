@@ -24,6 +24,7 @@ import tensorflow as tf
 from emnist_idx import PreparedDataError
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.loading import load, load_numpy
+from emnist_idx._prepare.preparing import prepared_builder
 from emnist_idx.commands import cli
 
 CONFIG = "balanced"
@@ -216,21 +217,29 @@ def test_the_rebuild_command_in_the_message_works(prepared_data_dir: Path, tmp_p
     assert len(x) == len(y) == TEST
 
 
+def _rewrite(path: Path, records: np.ndarray) -> None:
+    """Writes ``records`` as the shard at ``path`` with TensorFlow's writer: valid CRCs."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record.tobytes())
+
+
+@pytest.mark.parametrize("which", [slice(1, None, 2), slice(None)], ids=["mixed", "all"])
 def test_records_with_their_fields_in_either_order_read_the_same(prepared_data_dir: Path,
-                                                                 tmp_path: Path) -> None:
+                                                                 tmp_path: Path,
+                                                                 which: slice) -> None:
     """tf.train.Example's feature map is serialized in an order that depends on the writing
-    process: a shard whose records hold label before image (or mixed) reads the same examples."""
+    process: a shard whose records hold label before image (all or mixed) reads the same
+    examples."""
     data_dir, folder = _copy(prepared_data_dir, tmp_path)
     expected = load_numpy(CONFIG, "train", data_dir=str(data_dir))
     records = np.fromfile(folder / SHARD, dtype=np.uint8).reshape(-1, FRAME)[:, 12:-4]
     orders = frames._field_orders(records[0].tobytes())
     assert len(orders) == 2 and (orders[0] == np.arange(822)).all()
     swapped = records.copy()
-    swapped[1::2] = records[1::2][:, orders[1]]  # every other record in the other order
+    swapped[which] = records[which][:, orders[1]]
     assert not np.array_equal(swapped[1], records[1])
-    with tf.io.TFRecordWriter(str(folder / SHARD)) as writer:
-        for record in swapped:
-            writer.write(record.tobytes())
+    _rewrite(folder / SHARD, swapped)
     got = load_numpy(CONFIG, "train", data_dir=str(data_dir))
     np.testing.assert_array_equal(got[0], expected[0])
     np.testing.assert_array_equal(got[1], expected[1])
@@ -252,14 +261,28 @@ def _frames(count: int, seed: int = 0) -> np.ndarray:
         path.unlink(missing_ok=True)
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 17, 100])
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 17, 100, 127, 128, 129, 300])
 def test_combined_crc_equals_the_crc_of_the_bytes(count: int) -> None:
+    """Counts below, at and past one block of ``_sum_of_powers`` (128 frames)."""
     data = _frames(count, seed=count)
-    stored = frames._unmask(np.ascontiguousarray(data[:, -4:]).view("<u4").reshape(count))
+    words = np.ascontiguousarray(data[:, -4:]).view("<u4").reshape(count)
     per_record = [google_crc32c.value(row[12:-4].tobytes()) for row in data]
-    assert stored.tolist() == per_record
-    assert frames._implied_crc(data, stored, 822) == google_crc32c.value(data.tobytes())
+    assert frames._unmask(words).tolist() == per_record
+    assert frames._implied_crc(words, 822) == google_crc32c.value(data.tobytes())
     frames.check_frames(data, 822)  # no error on good frames
+
+
+def test_combined_crc_of_more_frames_than_two_levels_of_blocks() -> None:
+    """16,385 frames (one more than 128 * 128) take a third level. They are tiled from frames
+    TensorFlow wrote, so each record's CRC is still the one stored."""
+    data = np.tile(_frames(257, seed=7), (64, 1))[:16_385]
+    words = np.ascontiguousarray(data[:, -4:]).view("<u4").reshape(len(data))
+    assert frames._implied_crc(words, 822) == google_crc32c.value(data.tobytes())
+    frames.check_frames(data, 822)
+    data[16_384, 500] ^= 0x10  # in the one frame past two levels
+    with pytest.raises(frames.FrameError) as raised:
+        frames.check_frames(data, 822)
+    assert raised.value.index == 16_384
 
 
 @pytest.mark.parametrize("column", [0, 7, 8, 11, 12, 500, 833, 834, 837])
@@ -271,3 +294,42 @@ def test_any_damaged_byte_of_any_record_is_found(column: int) -> None:
         with pytest.raises(frames.FrameError) as raised:
             frames.check_frames(data, 822)
         assert raised.value.index == row
+
+
+def _label_and_fixed_columns(data_dir: Path, records: np.ndarray) -> tuple[int, int]:
+    """The label byte's column, and a column that is the same in every valid record, in the
+    field order of these records."""
+    builder = prepared_builder(CONFIG, data_dir=str(data_dir), download=False)
+    layout = frames.RecordLayout.of(builder.info.features)
+    (order,) = [order for order in layout.orders if order.matches(records).all()]
+    return int(order.label_columns[0]), int(order.fixed_columns[0])
+
+
+@pytest.mark.parametrize("damage", ["label", "fixed"])
+@pytest.mark.parametrize("reader", ["load_numpy", "cache", "stream"])
+def test_a_record_with_valid_crcs_but_no_valid_example_raises(prepared_data_dir: Path,
+                                                              tmp_path: Path, damage: str,
+                                                              reader: str) -> None:
+    """A record whose label byte is no class (200 of 47) or whose Example structure differs,
+    re-framed with valid CRCs (as a different writer would), names the shard and the record."""
+    data_dir, folder = _copy(prepared_data_dir, tmp_path)
+    records = np.fromfile(folder / SHARD, dtype=np.uint8).reshape(-1, FRAME)[:, 12:-4].copy()
+    label, fixed = _label_and_fixed_columns(data_dir, records)
+    assert records[:, label].max() < 47
+    row = 700
+    if damage == "label":
+        records[row, label] = 200
+    else:
+        records[row, fixed] ^= 0x01
+    _rewrite(folder / SHARD, records)
+    with pytest.raises((PreparedDataError, tf.errors.InvalidArgumentError)) as raised:
+        if reader == "load_numpy":
+            load_numpy(CONFIG, "train", data_dir=str(data_dir))
+        else:
+            for _ in load(CONFIG, "train", data_dir=str(data_dir), download=False,
+                          cache=reader == "cache", device=None):
+                pass
+    message = str(raised.value)
+    assert SHARD in message and f"record {row}" in message, message
+    assert ("holds no valid label" if damage == "label" else "is not an image-and-label record"
+            ) in message, message

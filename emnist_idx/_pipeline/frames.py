@@ -8,9 +8,15 @@ labels are cut out of it with numpy; nothing is parsed one record at a time.
 Checking each record's CRC in a Python loop costs ~1 us a record, more than the rest of the read.
 CRC32C is linear, so instead one ``google_crc32c`` pass over the whole run of frames is compared
 with the CRC that the stored per-record CRCs imply (combined as zlib's ``crc32_combine`` does, for
-all records at once with numpy). Any single damaged record, length, or stored CRC changes that
-figure exactly as it changes its own record's CRC; only when it does not match are the records
-checked one by one, to name the first bad one.
+all records at once with numpy table lookups). Any single damaged record, length, or stored CRC
+changes that figure exactly as it changes its own record's CRC; only when it does not match are the
+records checked one by one, to name the first bad one.
+
+A split is read in background threads while ``load()`` builds its pipeline in Python. Every numpy
+step on a large array releases the GIL, and taking it back from a busy thread waits
+``sys.getswitchinterval()`` (5 ms), so a good piece of records is checked and cut in a fixed,
+small number of whole-array steps, whatever its size: beside a busy thread, a piece of 16,384
+records takes ~0.1 s, against ~0.5 s for the ~90 steps of a pairwise combination.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ class FieldOrder:
     label_values: np.ndarray  # ... and the label each stands for
     fixed_columns: np.ndarray  # every other byte, the same in every record
     fixed_values: np.ndarray
+    label_table: np.ndarray | None  # label by label byte (-1: none), when the label is one byte
 
     @classmethod
     def of(cls, rows: np.ndarray, probe: np.ndarray) -> FieldOrder:
@@ -67,9 +74,23 @@ class FieldOrder:
         if image_start < 0 or len(np.unique(keys)) != len(rows):  # pragma: no cover
             raise RuntimeError("records of these features have no fixed layout")
         order = np.argsort(keys)
+        table = None
+        if len(label_columns) == 1:
+            table = np.full(256, -1, dtype=np.int64)
+            table[keys] = np.arange(len(keys))
         return cls(image_start=image_start, label_columns=label_columns, label_keys=keys[order],
                    label_values=order.astype(np.int64), fixed_columns=np.flatnonzero(fixed),
-                   fixed_values=rows[0, fixed])
+                   fixed_values=rows[0, fixed], label_table=table)
+
+    def labels_if_all_valid(self, records: np.ndarray) -> np.ndarray | None:
+        """The records' labels if every record has this order's fixed bytes and a label byte
+        that is a label, else None: a few whole-array steps, for the usual case."""
+        if self.label_table is None:
+            return None
+        if not (records[:, self.fixed_columns] == self.fixed_values).all():
+            return None
+        labels = self.label_table[records[:, self.label_columns[0]]]
+        return labels if labels.min() >= 0 else None
 
     def matches(self, records: np.ndarray) -> np.ndarray:
         """Per record: whether its fixed bytes are this order's."""
@@ -155,8 +176,15 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
     records = frames[:, _HEADER_BYTES:_HEADER_BYTES + layout.record_size]
     if images_out is None:
         images_out = np.empty((len(records), *layout.image_shape), dtype=np.uint8)
-    labels = np.empty(len(records), dtype=np.int64)
     size = int(np.prod(layout.image_shape))
+    # Usually every record is in one order, that of the first record: tried at once, whole.
+    for order in (order for order in layout.orders if order.matches(records[:1])[0]):
+        labels = order.labels_if_all_valid(records)
+        if labels is not None:
+            images_out[...] = records[:, order.image_start:order.image_start + size].reshape(
+                -1, *layout.image_shape)
+            return images_out, labels
+    labels = np.empty(len(records), dtype=np.int64)
     remaining = np.arange(len(records))  # usually all records match the first order
     for order in layout.orders:
         part = records if len(remaining) == len(records) else records[remaining]
@@ -184,24 +212,36 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
 
 
 def check_frames(frames: np.ndarray, record_size: int) -> None:
-    """Checks the lengths and CRC32Cs of a contiguous (n, 16 + record_size) uint8 array of frames."""
+    """Checks the lengths and CRC32Cs of a contiguous (n, 16 + record_size) uint8 array of frames.
+
+    About fifteen whole-array steps when every frame is good, whatever n (see the module doc).
+    """
     count = len(frames)
     if count == 0:
         return
+    header = _expected_header(record_size)
+    stored_words = np.ascontiguousarray(frames[:, -4:]).view("<u4").reshape(count)
+    if (not (frames[:, :_HEADER_BYTES] == header).all()
+            or google_crc32c.value(np.ascontiguousarray(frames))
+            != _implied_crc(stored_words, record_size)):
+        _raise_first_bad_frame(frames, record_size)
+
+
+def _raise_first_bad_frame(frames: np.ndarray, record_size: int) -> None:
+    """Raises FrameError for the first frame whose header or CRC32C is wrong."""
     header = _expected_header(record_size)
     bad = np.flatnonzero(np.any(frames[:, :_HEADER_BYTES] != header, axis=1))
     if len(bad):
         length = int(frames[bad[0], :8].view("<u8")[0])
         raise FrameError(bad[0], f"has a frame header (length {length:,}) that is not the "
                                  f"{record_size}-byte record frame expected")
-    stored = _unmask(np.ascontiguousarray(frames[:, -4:]).view("<u4").reshape(count))
-    if google_crc32c.value(np.ascontiguousarray(frames)) != _implied_crc(frames, stored, record_size):
-        for index in range(count):
-            record = np.ascontiguousarray(frames[index, _HEADER_BYTES:-4])
-            if google_crc32c.value(record) != stored[index]:
-                raise FrameError(index, f"fails its CRC32C check (stored {int(stored[index]):#010x}, "
-                                        f"computed {google_crc32c.value(record):#010x})")
-        raise FrameError(0, "and the rest: their CRC32Cs do not add up")  # pragma: no cover
+    stored = _unmask(np.ascontiguousarray(frames[:, -4:]).view("<u4").reshape(len(frames)))
+    for index in range(len(frames)):
+        record = np.ascontiguousarray(frames[index, _HEADER_BYTES:-4])
+        if google_crc32c.value(record) != stored[index]:
+            raise FrameError(index, f"fails its CRC32C check (stored {int(stored[index]):#010x}, "
+                                    f"computed {google_crc32c.value(record):#010x})")
+    raise FrameError(0, "and the rest: their CRC32Cs do not add up")  # pragma: no cover
 
 
 _expected_header = functools.lru_cache(maxsize=4)(frame_header)
@@ -209,33 +249,83 @@ _expected_header = functools.lru_cache(maxsize=4)(frame_header)
 
 def _unmask(masked: np.ndarray) -> np.ndarray:
     """The CRC inside TFRecord's masked CRC (``tfrecord_frames.masked_crc`` undone)."""
-    rotated = (masked.astype(np.uint64) - MASK_DELTA) & 0xFFFFFFFF
-    return (((rotated >> 17) | (rotated << 15)) & 0xFFFFFFFF).astype(np.uint32)
+    rotated = masked.astype(np.uint32, copy=False) - np.uint32(MASK_DELTA)  # wraps modulo 2**32
+    return (rotated >> np.uint32(17)) | (rotated << np.uint32(15))
 
 
-def _implied_crc(frames: np.ndarray, record_crcs: np.ndarray, record_size: int) -> int:
-    """The CRC32C of all the frames' bytes if every record's CRC is ``record_crcs``.
+def _implied_crc(stored_words: np.ndarray, record_size: int) -> int:
+    """The CRC32C of n whole frames, each with the expected header, whose stored (masked) record
+    CRCs are ``stored_words``, if every record's CRC is the one stored.
 
-    Per frame: crc(header + record + stored) = combine(combine(crc(header), crc(record)),
-    crc(stored)); then all frames are combined pairwise, level by level.
+    CRC32C is affine. With S the map "append one frame's length of zero bytes" and s4 "append 4",
+    frame i (of n) contributes S^(n-1-i) of its own CRC, which is
+    ``K ^ s4(record_crc_i ^ stored_word_i)`` (K: the same for every frame, from the header and the
+    CRC's initial and final inversions). So the whole is ``s4(sum_i S^(n-1-i)(record_crc_i ^
+    stored_word_i)) ^ sum_i S^(n-1-i)(K)``, where sums are XORs: ``_sum_of_powers``.
     """
-    header_crc = np.uint32(google_crc32c.value(frames[0, :_HEADER_BYTES].tobytes()))
-    stored_words = np.ascontiguousarray(frames[:, -4:]).view("<u4").reshape(len(frames))
-    # The CRC of 4 bytes w: the register ~0 ^ w pushed through 4 zero bytes, then inverted.
-    stored_crcs = _shift(4)(stored_words ^ _ALL_ONES) ^ _ALL_ONES
-    crcs = _shift(4)(_shift(record_size)(header_crc) ^ record_crcs) ^ stored_crcs
-    length = record_size + FRAMING_BYTES
-    tails = []  # (crc, length) of the odd last pieces, rightmost first
-    while len(crcs) > 1:
-        if len(crcs) % 2:
-            tails.append((crcs[-1], length))
-            crcs = crcs[:-1]
-        crcs = _shift(length)(crcs[0::2]) ^ crcs[1::2]
-        length *= 2
-    crc = crcs[0]
-    for tail, tail_length in reversed(tails):
-        crc = _shift(tail_length)(crc) ^ tail
-    return int(crc)
+    count = len(stored_words)
+    words = stored_words.astype("<u4", copy=False)
+    linear = _sum_of_powers(_unmask(words) ^ words, record_size + FRAMING_BYTES)
+    return int(_shift(4)(linear) ^ _frames_constant(record_size, count))
+
+
+@functools.lru_cache(maxsize=64)
+def _frames_constant(record_size: int, count: int) -> np.uint32:
+    """``sum_{k<count} S^k(K)`` of ``_implied_crc``: what the headers and inversions add."""
+    header_crc = np.uint32(google_crc32c.value(_expected_header(record_size).tobytes()))
+    # K: a frame's CRC when its record's CRC equals its stored word (their XOR adds nothing).
+    frame_constant = _shift(4)(_shift(record_size)(header_crc) ^ _ALL_ONES) ^ _ALL_ONES
+    return _sum_of_powers(np.full(count, frame_constant, dtype="<u4"), record_size + FRAMING_BYTES)
+
+
+_POWERS_BLOCK = 128  # values combined per step of _sum_of_powers: 2 steps for up to 16,384 frames
+
+
+def _sum_of_powers(values: np.ndarray, frame_length: int) -> np.uint32:
+    """XOR over i of S^(n-1-i)(values[i]), S appending ``frame_length`` zero bytes.
+
+    Blocks of ``_POWERS_BLOCK`` values are reduced at once: each byte of each value is looked up
+    in the byte table of its position's power of S, and the lookups XORed; then the blocks'
+    results likewise with the block's power of S, until one value is left. A few whole-array
+    steps per level.
+    """
+    unit = 1  # frames per value at this level
+    while True:
+        padded = values.astype("<u4", copy=False)
+        if len(values) % _POWERS_BLOCK:  # zeros first: they add nothing
+            padded = np.concatenate([np.zeros(-len(values) % _POWERS_BLOCK, "<u4"), padded])
+        tables, offsets = _power_tables(frame_length * unit)
+        lookups = tables.take(padded.view(np.uint8).reshape(-1, _POWERS_BLOCK, 4) + offsets)
+        values = np.bitwise_xor.reduce(lookups, axis=(1, 2))
+        if len(values) == 1:
+            return values[0]
+        unit *= _POWERS_BLOCK
+
+
+@functools.lru_cache(maxsize=16)
+def _power_tables(num_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Byte tables of appending ``k * num_bytes`` zero bytes, for k < ``_POWERS_BLOCK``, flat,
+    and each (position in a block, byte of the value)'s offset into them.
+
+    Entry ``(k * 4 + j) * 256 + v`` is the image of ``v << 8j``; a block's last value gets k = 0.
+    """
+    columns = _power_columns(num_bytes)  # (k, bit): the image of the single bit
+    tables = np.zeros((_POWERS_BLOCK, 4, 1), dtype=np.uint32)
+    for bit in range(8):  # entries with this bit of the byte set follow those without
+        tables = np.concatenate(
+            [tables, tables ^ columns[:, bit::8][:, :, None]], axis=2)
+    positions = np.arange(_POWERS_BLOCK - 1, -1, -1)[:, None] * 4 + np.arange(4)
+    return tables.reshape(-1), (positions * 256).astype(np.intp)
+
+
+@functools.lru_cache(maxsize=16)
+def _power_columns(num_bytes: int) -> np.ndarray:
+    """(_POWERS_BLOCK, 32) uint32: row k holds the images of the 32 single-bit values under
+    appending ``k * num_bytes`` zero bytes."""
+    rows = (np.uint32(1) << _BITS)[None, :]  # k = 0: the identity
+    while len(rows) < _POWERS_BLOCK:
+        rows = np.concatenate([rows, _apply(_shift(num_bytes * len(rows)).columns, rows)])
+    return rows
 
 
 class _Shift:
