@@ -127,11 +127,19 @@ def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> No
 
 
 def read_records(path: str, skip: int, take: int, shard_records: int, layout: RecordLayout,
-                 images_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 images_out: np.ndarray | None = None, frames_buffer: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Records ``skip`` to ``skip + take`` of a shard of ``shard_records`` records, checked, as
-    uint8 images (written into ``images_out`` when given) and int64 labels."""
+    uint8 images (written into ``images_out`` when given) and int64 labels.
+
+    The frames are read into ``frames_buffer`` (uint8, at least ``take`` rows of the frame size)
+    when given: reused across calls, its pages are not faulted in and zeroed again for each one.
+    """
     frame_size = layout.frame_size
-    data = np.empty((take, frame_size), dtype=np.uint8)
+    if frames_buffer is None:
+        data = np.empty((take, frame_size), dtype=np.uint8)
+    else:
+        data = frames_buffer[:take]
     try:
         with open(path, "rb", buffering=0) as stream:
             size = os.fstat(stream.fileno()).st_size

@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import queue
 
 import numpy as np
 import tensorflow as tf
@@ -106,15 +107,25 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     labels = zero_copy.aligned_empty((source.num_examples,), np.int64)
     pieces = _pieces(source.instructions, CHUNK_RECORDS)
     starts = np.cumsum([0] + [take for _, _, take, _ in pieces])
+    workers = min(len(pieces), _READ_THREADS) or 1
+    # One frame buffer per reading thread, reused for each of its pieces: fresh memory is faulted
+    # in and zeroed by the kernel page by page, which costs more than reading the file into it.
+    buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
+    largest = max(take for _, _, take, _ in pieces)
+    for _ in range(workers):
+        buffers.put(np.empty((largest, source.layout.frame_size), dtype=np.uint8))
 
     def read(index: int) -> None:
-        start, stop = starts[index], starts[index + 1]
-        _read_pieces_into(pieces[index:index + 1], source.layout, images[start:stop],
-                          labels[start:stop])
+        (filename, skip, take, in_shard), start = pieces[index], starts[index]
+        buffer = buffers.get()
+        try:
+            _, labels[start:start + take] = prepared.read_records(
+                filename, skip, take, in_shard, source.layout, images[start:start + take], buffer)
+        finally:
+            buffers.put(buffer)
 
     # File reads, CRC32C and numpy's copies release the GIL: pieces are read on every core.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(len(pieces), _READ_THREADS)
-                                               or 1) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         for done in pool.map(read, range(len(pieces))):  # re-raises the first error, in order
             del done
     return images, labels
