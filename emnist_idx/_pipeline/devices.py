@@ -34,7 +34,6 @@ from tensorflow.python.data.experimental.ops import prefetching_ops
 
 from emnist_idx._pipeline import memory_cache, reading
 from emnist_idx._pipeline.iteration import FlatBatches, SameOps
-from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 
 AUTO = "auto"
@@ -147,9 +146,9 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
             f"cache='device': {source.builder.info.full_name} split={source.split!r} needs "
             f"{memory_cache.cache_bytes(source.num_examples) / 1e6:,.0f} MB on {device}, which "
             "does not have them free; use cache=True (host memory) instead") from exc
-    indices = memory_cache.epoch_orders(source.num_examples, shuffle=shuffle, seed=seed).flat_map(
-        no_autograph(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
-            batch_size, drop_remainder=drop_remainder)))
+    indices = memory_cache.each_epoch(
+        source.num_examples, lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
+            batch_size, drop_remainder=drop_remainder), shuffle=shuffle, seed=seed)
 
     def gather(batch_indices: tf.Tensor) -> tuple:
         return transform(tf.gather(resident_images, batch_indices),

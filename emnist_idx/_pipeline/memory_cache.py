@@ -91,8 +91,7 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
         # Every block but the last holds whole batches, so no batch mixes two blocks.
         return blocks.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    return epoch_orders(source.num_examples, shuffle=shuffle, seed=seed).flat_map(
-        no_autograph(epoch))
+    return each_epoch(source.num_examples, epoch, shuffle=shuffle, seed=seed)
 
 
 def blocks_of(batch_size: int) -> int:
@@ -124,15 +123,28 @@ def ceiling_batches(num_examples: int, batch_size: int = 128, one_hot: int | Non
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
-def epoch_orders(num_examples: int, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
-    """One element per iteration: the order of the examples, a fresh permutation each epoch."""
-    if not shuffle:
-        return tf.data.Dataset.from_tensors(tf.range(num_examples, dtype=tf.int64))
-    # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch), from a
-    # sequence fixed by ``seed``; the permutation itself is stateless, hence reproducible.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    return seeds.map(no_autograph(lambda pair: tf.random.experimental.stateless_shuffle(
-        tf.range(num_examples, dtype=tf.int64), seed=pair)))
+def each_epoch(num_examples: int, make_epoch: Callable[[tf.Tensor], tf.data.Dataset], *,
+               shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """``make_epoch(order)`` once per iteration, ``order`` being that epoch's order of the
+    examples (int64 indices): a fresh permutation each epoch, or file order without ``shuffle``.
+
+    The order is drawn inside the one function tf.data traces for the epoch: a function of its
+    own would cost ``load()`` another ~10 ms of tracing.
+    """
+    if shuffle:
+        # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch),
+        # from a sequence fixed by ``seed``; the permutation itself is stateless, so reproducible.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
+    else:
+        seeds = tf.data.Dataset.from_tensors(tf.zeros((2,), tf.int64))
+
+    def epoch(pair: tf.Tensor) -> tf.data.Dataset:
+        order = tf.range(num_examples, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=pair)
+        return make_epoch(order)
+
+    return seeds.flat_map(no_autograph(epoch))
 
 
 def _whole_split(source: SplitSource) -> tf.data.Dataset:
