@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow.python.data.ops import iterator_ops
+from tensorflow.python.eager import context
 
 from emnist_idx._pipeline import iteration
 from emnist_idx._pipeline.loading import load, load_numpy
@@ -42,6 +43,26 @@ def test_a_python_loop_yields_the_files_examples_through_flat_iterator(data_dir:
                                                   download=False)
     np.testing.assert_array_equal(labels, expected_labels)
     np.testing.assert_allclose(images, expected_images / np.float32(255), rtol=1e-6)
+
+
+def test_a_loop_under_asynchronous_eager_execution_yields_the_same_and_stops(data_dir: str
+                                                                           ) -> None:
+    """With this thread's executor asynchronous, FlatIterator switches to a synchronous one for
+    each batch, as TensorFlow's iterator does: the same batches, then StopIteration (the end of
+    the data is an error status, which an asynchronous executor would report late)."""
+    dataset = load("balanced", "test", batch_size=50, shuffle=False, data_dir=data_dir,
+                   download=False)
+    expected = _arrays(iter(dataset))
+    with context.execution_mode(context.ASYNC):
+        assert context.context().is_async()
+        iterator = iter(dataset)
+        assert type(iterator) is iteration.FlatIterator
+        batches = list(iterator)
+        assert context.context().is_async()  # the loop left the thread's mode as it was
+    assert len(batches) == int(dataset.cardinality())
+    images, labels = _arrays(batches)
+    np.testing.assert_array_equal(labels, expected[1])
+    np.testing.assert_array_equal(images, expected[0])
 
 
 def test_a_seeded_shuffled_epoch_is_the_same_as_through_tensorflows_iterator(data_dir: str
