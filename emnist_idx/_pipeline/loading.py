@@ -128,7 +128,7 @@ def load(
       ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
       ``batch_size`` except for a smaller last batch. A Python loop over it (``for x, y in ds``,
       ``iter(ds)``) runs through a ``FlatIterator``: TensorFlow's iterator, checkpointable as one,
-      minus about half of its per-batch cost.
+      minus about two thirds of its per-batch cost.
 
     Raises:
       ValueError: an argument is not one of its accepted values (the message lists them), the
