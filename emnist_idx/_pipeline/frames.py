@@ -178,7 +178,8 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
         images_out = np.empty((len(records), *layout.image_shape), dtype=np.uint8)
     size = int(np.prod(layout.image_shape))
     # Usually every record is in one order, that of the first record: tried at once, whole.
-    for order in (order for order in layout.orders if order.matches(records[:1])[0]):
+    first_records_orders = [order for order in layout.orders if order.matches(records[:1])[0]]
+    for order in first_records_orders:
         labels = order.labels_if_all_valid(records)
         if labels is not None:
             images_out[...] = records[:, order.image_start:order.image_start + size].reshape(
