@@ -186,7 +186,7 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
                 -1, *layout.image_shape)
             return images_out, labels
     labels = np.empty(len(records), dtype=np.int64)
-    remaining = np.arange(len(records))  # usually all records match the first order
+    remaining = np.arange(len(records))  # records in mixed orders, or one is invalid
     for order in layout.orders:
         part = records if len(remaining) == len(records) else records[remaining]
         matched = order.matches(part)
@@ -264,10 +264,8 @@ def _implied_crc(stored_words: np.ndarray, record_size: int) -> int:
     CRC's initial and final inversions). So the whole is ``s4(sum_i S^(n-1-i)(record_crc_i ^
     stored_word_i)) ^ sum_i S^(n-1-i)(K)``, where sums are XORs: ``_sum_of_powers``.
     """
-    count = len(stored_words)
-    words = stored_words.astype("<u4", copy=False)
-    linear = _sum_of_powers(_unmask(words) ^ words, record_size + FRAMING_BYTES)
-    return int(_shift(4)(linear) ^ _frames_constant(record_size, count))
+    linear = _sum_of_powers(_unmask(stored_words) ^ stored_words, record_size + FRAMING_BYTES)
+    return int(_shift(4)(linear) ^ _frames_constant(record_size, len(stored_words)))
 
 
 @functools.lru_cache(maxsize=64)

@@ -116,11 +116,11 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
         buffers.put(np.empty((largest, source.layout.frame_size), dtype=np.uint8))
 
     def read(index: int) -> None:
-        (filename, skip, take, in_shard), start = pieces[index], starts[index]
+        start, stop = starts[index], starts[index + 1]
         buffer = buffers.get()
         try:
-            _, labels[start:start + take] = prepared.read_records(
-                filename, skip, take, in_shard, source.layout, images[start:start + take], buffer)
+            _read_pieces_into(pieces[index:index + 1], source.layout, images[start:stop],
+                              labels[start:stop], buffer)
         finally:
             buffers.put(buffer)
 
@@ -132,13 +132,16 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_pieces_into(pieces: list[tuple[str, int, int, int]], layout: RecordLayout,
-                      images: np.ndarray, labels: np.ndarray) -> None:
+                      images: np.ndarray, labels: np.ndarray,
+                      frames_buffer: np.ndarray | None = None) -> None:
     """Reads and checks ``pieces`` (filename, skip, take, records in shard), one after the other,
-    into ``images`` and ``labels``, which hold exactly their records."""
+    into ``images`` and ``labels``, which hold exactly their records (through ``frames_buffer``
+    when given: ``prepared.read_records``)."""
     position = 0
     for filename, skip, take, in_shard in pieces:
         _, labels[position:position + take] = prepared.read_records(
-            filename, skip, take, in_shard, layout, images[position:position + take])
+            filename, skip, take, in_shard, layout, images[position:position + take],
+            frames_buffer)
         position += take
 
 
