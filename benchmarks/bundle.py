@@ -17,7 +17,7 @@ def scaled_counts(config: str, scale: float) -> tuple[int, int]:
     configs.check_config(config)
     if not 0 < scale <= 1:
         raise ValueError(f"--scale must lie in (0, 1], got {scale}")
-    train, test = synthetic.FULL_COUNTS[config]
+    train, test = configs.NIST_COUNTS[config]
     return max(1, round(train * scale)), max(1, round(test * scale))
 
 

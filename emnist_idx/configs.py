@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 import string
+from pathlib import Path
 
 CONFIGS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DATASET_NAME = "emnist_idx"  # the TFDS builder's name, as in tfds.load("emnist_idx/<config>")
@@ -10,6 +13,8 @@ DEFAULT_CONFIG = "balanced"
 SPLITS = ("train", "test")
 IMAGE_SIZE = 28  # pixels on each side
 IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)  # one example's image as stored: upright, one channel
+# The metadata key of the train split's pixel statistics: {"mean": ..., "std": ...} on the 0..1 scale.
+PIXELS = "pixels"
 
 _DIGITS = tuple(string.digits)
 _UPPER = tuple(string.ascii_uppercase)
@@ -22,6 +27,16 @@ CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "letters": tuple(upper + upper.lower() for upper in _UPPER),
     "digits": _DIGITS,
     "mnist": _DIGITS,
+}
+
+# (train, test) counts of NIST's published files.
+NIST_COUNTS: dict[str, tuple[int, int]] = {
+    "byclass": (697_932, 116_323),
+    "bymerge": (697_932, 116_323),
+    "balanced": (112_800, 18_800),
+    "letters": (88_800, 14_800),
+    "digits": (240_000, 40_000),
+    "mnist": (60_000, 10_000),
 }
 
 # The label each config's files give their first class (letters counts from 1).
@@ -77,3 +92,24 @@ def class_names(config: str = DEFAULT_CONFIG) -> list[str]:
 
 # NIST's bundle; its size and sha256 live in checksums.tsv beside the builder.
 BUNDLE_URL = "https://biometrics.nist.gov/cs_links/EMNIST/gzip.zip"
+
+
+def build_command(config: str | None = None, data_dir: str | os.PathLike | None = None,
+                  manual_dir: str = "DIR") -> str:
+    """The ``tfds build`` command that prepares ``config`` (every config if None) in ``data_dir``
+    (TFDS's default if None) from NIST's files in ``manual_dir``; paths are shell-quoted."""
+    return " ".join([
+        f"tfds build {DATASET_NAME} --imports {DATASET_NAME}",
+        *([f"--config {config}"] if config else []),
+        *([f"--data_dir {shlex.quote(os.fspath(data_dir))}"] if data_dir else []),
+        f"--manual_dir {shlex.quote(manual_dir)}",
+    ])
+
+
+def rebuild_command(version_dir: str | os.PathLike) -> str:
+    """The shell command that deletes a prepared config's ``version_dir``
+    (``<data_dir>/emnist_idx/<config>/<version>``) and prepares it again."""
+    folder = Path(os.fspath(version_dir))
+    return (f"rebuild it with: rm -r {shlex.quote(str(folder))} && "
+            f"{build_command(folder.parent.name, folder.parent.parent.parent)}"
+            "  (DIR: NIST's files; leave --manual_dir out to download them)")

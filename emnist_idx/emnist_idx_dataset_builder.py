@@ -17,13 +17,11 @@ from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
 
 _HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
-# The metadata key of the train split's pixel statistics: {"mean": ..., "std": ...} on the 0..1 scale.
-PIXELS = "pixels"
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
 Download NIST's bundle {configs.BUNDLE_URL} and place it in the manual dir in any of these shapes:
 the zip as downloaded (gzip.zip), its extracted gzip/ folder, the loose emnist-*.gz files, or the
 gunzipped IDX files, with the emnist-*-mapping.txt files. Then run
-`tfds build emnist_idx --imports emnist_idx --manual_dir DIR --config CONFIG`.
+`{configs.build_command("CONFIG")}`.
 """
 
 
@@ -47,12 +45,28 @@ class Builder(tfds.core.ShardBasedBuilder):
     DEFAULT_BUILDER_CONFIG_NAME = configs.DEFAULT_CONFIG
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *, file_format: str | tfds.core.FileFormat | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)  # the format of the prepared dataset, else TFRecord
+        if file_format is not None:
+            self._request_file_format(tfds.core.FileFormat.from_value(file_format))
         # The files checked by the prepare in progress. TFDS makes a download manager per
         # download_and_prepare: on Beam it asks for the shard generators after we checked, and is
         # answered from here; a later prepare (after the files were fixed) has a new one and checks.
         self._checked: _CheckedFiles | None = None
+        self._manual_dir_given: str | None = None  # of the prepare in progress, for its first line
+
+    def _request_file_format(self, requested: tfds.core.FileFormat) -> None:
+        """Uses ``requested`` for a prepare; a dataset prepared as TFRecord also serves array_record.
+
+        ``tfds.data_source`` without ``data_dir`` asks for array_record: ``as_data_source`` then adds
+        array_record shards beside the TFRecord ones instead of failing on the format.
+        """
+        if requested == self.info.file_format:
+            return
+        prepared = self.is_prepared()
+        if prepared and requested == array_records.ARRAY_RECORD:
+            return
+        self.info.set_file_format(requested, override=not prepared)  # TFDS's error if prepared
 
     def download_and_prepare(self, *, download_config: tfds.download.DownloadConfig | None = None,
                              **kwargs) -> None:
@@ -62,12 +76,20 @@ class Builder(tfds.core.ShardBasedBuilder):
         folders of prepares that were killed are removed first (see ``_prepare/locking.py``).
         """
         overwrite = bool(download_config and download_config.download_mode.overwrite_dataset)
+        self._manual_dir_given = download_config.manual_dir if download_config else None
         with locking.version_lock(self.data_path):
             locking.remove_dead_temporaries(self.data_path)
             if not overwrite and self.is_prepared():
                 self.info.read_from_directory(self.data_dir)  # maybe prepared while we waited
             super().download_and_prepare(download_config=download_config, **kwargs)
         self._checked = None  # the labels of this prepare are not needed any more
+
+    def _log_download_bytes(self) -> None:
+        """The line starting a prepare, in place of TFDS's "Downloading and preparing dataset
+        Unknown size ...": the sizes are known only once NIST's files are read."""
+        source = (f"NIST's files in {self._manual_dir_given}" if self._manual_dir_given
+                  else configs.BUNDLE_URL)
+        print(f"Preparing {self.info.full_name} in {self.data_dir} from {source}", flush=True)
 
     def _info(self) -> tfds.core.DatasetInfo:
         # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
@@ -98,7 +120,7 @@ class Builder(tfds.core.ShardBasedBuilder):
             histogram = self._write_splits_in_bulk(splits)
         mean, std = histogram.moments()
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
-        self.info.metadata.update({PIXELS: {"mean": mean, "std": std}})
+        self.info.metadata.update({configs.PIXELS: {"mean": mean, "std": std}})
 
     def as_data_source(self, *args, **kwargs):
         """TFDS's random-access source (``tfds.data_source``): for a dataset prepared as TFRecord

@@ -38,16 +38,6 @@ from emnist_idx.configs import (
 )
 from emnist_idx._format.idx import write_idx, write_idx_chunks
 
-# (train, test) counts of NIST's published files.
-FULL_COUNTS: dict[str, tuple[int, int]] = {
-    "byclass": (697_932, 116_323),
-    "bymerge": (697_932, 116_323),
-    "balanced": (112_800, 18_800),
-    "letters": (88_800, 14_800),
-    "digits": (240_000, 40_000),
-    "mnist": (60_000, 10_000),
-}
-
 MAX_SHIFT = 2  # random integer shift, in pixels, applied to every bank entry on use
 VARIANTS_PER_CLASS = 256
 CHUNK_IMAGES = 50_000  # images generated and compressed at a time by write_config_files

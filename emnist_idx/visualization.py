@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from emnist_idx import grid
+from emnist_idx import configs, grid
 
 
 def show_examples(
@@ -61,7 +61,7 @@ def show_examples(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     count = rows * cols
     if isinstance(ds_or_config, str):
-        from emnist_idx._prepare.preparing import prepared_builder
+        from emnist_idx._pipeline.preparing import prepared_builder
 
         builder = prepared_builder(ds_or_config, data_dir=data_dir, manual_dir=manual_dir,
                                    download=download)
@@ -90,7 +90,7 @@ def _first_examples(dataset: tf.data.Dataset, count: int) -> tuple[np.ndarray, n
             image, label = image[None], label[None]
         if label.ndim == 2:  # one-hot rows
             label = label.argmax(axis=-1)
-        images.extend(image.reshape(len(image), 28, 28))
+        images.extend(image.reshape(len(image), configs.IMAGE_SIZE, configs.IMAGE_SIZE))
         labels.extend(int(value) for value in label)
         if len(labels) >= count:
             break

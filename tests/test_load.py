@@ -249,7 +249,7 @@ def test_cache_auto_follows_the_memory_budget(data_dir: str,
 
 def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
     """697,932 examples (547 MB of uint8 pixels) through the cache: no 2 GB GraphDef limit hit."""
-    count = 697_932
+    count = configs.NIST_COUNTS["byclass"][0]
     pixels = bytes(range(256)) * 3 + bytes(16)  # 784
     record = tf.train.Example(features=tf.train.Features(feature={
         "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[pixels])),

@@ -24,7 +24,7 @@ import tensorflow as tf
 from emnist_idx import PreparedDataError
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.loading import load, load_numpy
-from emnist_idx._prepare.preparing import prepared_builder
+from emnist_idx._pipeline.preparing import prepared_builder
 from emnist_idx.commands import cli
 
 CONFIG = "balanced"

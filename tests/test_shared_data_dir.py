@@ -140,7 +140,7 @@ def test_every_entry_point_waits_for_the_prepare_in_progress_then_reuses_it(tmp_
 
 def test_sigkill_while_writing_byclass_shards_then_next_prepare_cleans_up(tmp_path):
     manual_dir = tmp_path / "nist"
-    train, test = 697_932, 116_323  # NIST's byclass
+    train, test = configs.NIST_COUNTS["byclass"]
     synthetic.write_config_files(manual_dir, "byclass", train, test, seed=0, compresslevel=1)
     data_dir = tmp_path / "data"
     killed = start([sys.executable, "-c", _JOB, str(data_dir), str(manual_dir), str(tmp_path),

@@ -13,6 +13,7 @@ from emnist_idx.configs import (
     SPLITS,
     FIRST_LABEL,
     CONFIGS,
+    NIST_COUNTS,
     image_file,
     label_file,
     mapping_file,
@@ -23,7 +24,6 @@ from tests.bundle_factory import DUMMY_DATA
 from emnist_idx.synthetic import (
     DUMMY_COUNTS,
     DUMMY_SEED,
-    FULL_COUNTS,
     file_seed,
     iter_glyphs,
     mapping_text,
@@ -213,15 +213,13 @@ def test_write_bundle_zip_members_and_determinism(tmp_path):
     assert len(list((tmp_path / "c" / "gzip").iterdir())) == 10
 
 
-def test_full_counts_match_nist():
-    assert FULL_COUNTS == {
-        "byclass": (697_932, 116_323),
-        "bymerge": (697_932, 116_323),
-        "balanced": (112_800, 18_800),
-        "letters": (88_800, 14_800),
-        "digits": (240_000, 40_000),
-        "mnist": (60_000, 10_000),
-    }
+def test_nist_counts_agree_with_the_configs_classes():
+    """NIST's balanced configs have the same count per class; bymerge only merges byclass's classes."""
+    for config in ("balanced", "digits"):
+        for count in NIST_COUNTS[config]:
+            assert count % len(CLASS_NAMES[config]) == 0, config
+    assert NIST_COUNTS["bymerge"] == NIST_COUNTS["byclass"]
+    assert set(NIST_COUNTS) == set(CONFIGS)
 
 
 def test_dummy_data_is_complete_and_up_to_date(tmp_path):

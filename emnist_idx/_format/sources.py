@@ -167,7 +167,7 @@ def _missing_message(config: str, missing: list[str], searched: list[str]) -> st
         f"without .gz).\nSearched:\n  {places}\n"
         f"Download NIST's bundle {BUNDLE_NAME} from {configs.BUNDLE_URL} and put it (or its "
         f"extracted gzip/ folder) in a directory passed as the manual dir: "
-        f"`tfds build emnist_idx --imports emnist_idx --manual_dir DIR`, "
+        f"`{configs.build_command()}`, "
         f"`emnist_idx.load(..., manual_dir=DIR)` or "
         f"`tfds.download.DownloadConfig(manual_dir=DIR)`."
     )

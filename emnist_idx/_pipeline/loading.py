@@ -20,7 +20,7 @@ from emnist_idx._pipeline import (batching, devices, iteration, memory_cache, no
                                   reading)
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
-from emnist_idx._prepare.preparing import prepared_builder
+from emnist_idx._pipeline.preparing import prepared_builder
 
 _MAX_BATCH_SIZE = 2**31 - 1  # tf.data's batch sizes are int64, but tensors index with int32
 

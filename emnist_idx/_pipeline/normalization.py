@@ -7,7 +7,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from emnist_idx.emnist_idx_dataset_builder import PIXELS
+from emnist_idx.configs import PIXELS
 
 NORMALIZATIONS = ("scale", "standardize", "l2", "none")
 

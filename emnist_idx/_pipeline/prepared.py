@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +36,6 @@ def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
         given_data_dir=os.fspath(data_dir) if data_dir else None, builder_name=DATASET_NAME,
         config_name=config, version=Builder.VERSION)
     return Path(os.fspath(path))
-
-
-def rebuild_command(folder: str | os.PathLike) -> str:
-    """The shell command that deletes and prepares again the config in ``folder`` (a version dir)."""
-    folder = Path(os.fspath(folder))
-    config, root = folder.parent.name, folder.parent.parent.parent
-    return (f"rebuild it with: rm -r {shlex.quote(str(folder))} && tfds build {DATASET_NAME} "
-            f"--imports {DATASET_NAME} --config {config} --data_dir {shlex.quote(str(root))} "
-            "--manual_dir DIR  (DIR: NIST's files; leave --manual_dir out to download them)")
 
 
 def check_before_open(config: str, data_dir: str | os.PathLike | None) -> bool:
@@ -79,20 +69,20 @@ def check_json_files(folder: str | os.PathLike) -> None:
             content = json.loads(path.read_bytes())
         except FileNotFoundError:
             raise PreparedDataError(path, "is missing from the prepared dataset",
-                                    rebuild_command(folder)) from None
+                                    configs.rebuild_command(folder)) from None
         except OSError as exc:
             raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
-                                    rebuild_command(folder)) from exc
+                                    configs.rebuild_command(folder)) from exc
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
             raise PreparedDataError(path, f"is not valid JSON ({exc})",
-                                    rebuild_command(folder)) from exc
+                                    configs.rebuild_command(folder)) from exc
         if not isinstance(content, dict):
             raise PreparedDataError(path, f"holds a JSON {type(content).__name__}, not the JSON "
-                                          "object TFDS wrote", rebuild_command(folder))
+                                          "object TFDS wrote", configs.rebuild_command(folder))
         missing = [key for key in keys if key not in content]
         if missing:
             raise PreparedDataError(path, f"has no {' or '.join(map(repr, missing))} entry",
-                                    rebuild_command(folder))
+                                    configs.rebuild_command(folder))
 
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
@@ -115,7 +105,7 @@ def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> No
         size = path.stat().st_size
     except FileNotFoundError:
         raise PreparedDataError(path, f"is missing: dataset_info.json lists this {split} shard "
-                                f"with {count:,} records", rebuild_command(path.parent)) from None
+                                f"with {count:,} records", configs.rebuild_command(path.parent)) from None
     expected = count * frame_size
     if size == expected:
         return
@@ -123,7 +113,7 @@ def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> No
     found = f"{whole:,} records" + (f" and {rest} bytes of a cut record" if rest else "")
     raise PreparedDataError(
         path, f"holds {size:,} bytes ({found}), but dataset_info.json says {count:,} records of "
-              f"{frame_size} bytes ({expected:,} bytes)", rebuild_command(path.parent))
+              f"{frame_size} bytes ({expected:,} bytes)", configs.rebuild_command(path.parent))
 
 
 def read_records(path: str, skip: int, take: int, shard_records: int, layout: RecordLayout,
@@ -149,16 +139,16 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
             got = _read_into(stream, data.data.cast("B"))
     except OSError as exc:
         raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
-                                rebuild_command(Path(path).parent)) from exc
+                                configs.rebuild_command(Path(path).parent)) from exc
     if got != data.nbytes:
         raise PreparedDataError(
             path, f"ends after {skip + got // frame_size:,} records; expected at least "
-                  f"{skip + take:,} (dataset_info.json)", rebuild_command(Path(path).parent))
+                  f"{skip + take:,} (dataset_info.json)", configs.rebuild_command(Path(path).parent))
     try:
         return frames.cut(data, layout, images_out)
     except frames.FrameError as exc:
         raise PreparedDataError(path, f"record {skip + exc.index:,} {exc.problem}",
-                                rebuild_command(Path(path).parent)) from None
+                                configs.rebuild_command(Path(path).parent)) from None
 
 
 def _read_into(stream, buffer: memoryview) -> int:

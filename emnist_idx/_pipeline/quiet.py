@@ -2,13 +2,18 @@
 
 Only these exact messages are dropped; every other warning and error still shows:
 
-- TensorFlow's C++ INFO lines (the oneDNN banner, "This TensorFlow binary is optimized...",
+- TensorFlow's C++ INFO lines ("This TensorFlow binary is optimized...",
   TFRecordDataset's buffer size): ``TF_CPP_MIN_LOG_LEVEL=1`` when TensorFlow is not imported yet
   and the variable is unset (C++ warnings and errors still print; set it to 0 to see everything;
   the ``emnist-idx`` command uses 2);
 - TFDS's "`FeatureConnector.dtype` is deprecated", logged by TFDS's own reading code;
 - TFDS's "Variant folder ... has no dataset_info.json", logged before every first prepare;
 - Beam's "apitools not found", logged when TFDS imports Beam (BigQuery is never used here).
+
+Not ours to hide: TensorFlow's oneDNN banner ("oneDNN custom operations are on"), printed before
+its logging starts, whatever ``TF_CPP_MIN_LOG_LEVEL`` says, on CPUs with AVX512_VNNI/BF16 or with
+``TF_ENABLE_ONEDNN_OPTS=1``; turning oneDNN off would change numerics, so it stays as TensorFlow
+chose. TFDS's "Downloading and preparing dataset Unknown size" line is replaced by the builder's own.
 """
 
 from __future__ import annotations

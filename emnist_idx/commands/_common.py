@@ -73,11 +73,10 @@ def add_data_dir_args(parser, *, manual_help: str, data_help: str) -> None:
 
 
 def prepare(config: str, data_dir: str | os.PathLike | None, manual_dir: str | os.PathLike | None):
-    """Returns the TFDS builder of ``emnist_idx/<config>``, preparing it first (and saying so)."""
-    from emnist_idx._prepare.preparing import prepared_builder
+    """Returns the TFDS builder of ``emnist_idx/<config>``, preparing it first (the builder says so, in one line)."""
+    from emnist_idx._pipeline.preparing import prepared_builder
 
-    return prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
-                            announce=lambda line: print(line, flush=True))
+    return prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir)
 
 
 def positive_int(text: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import tensorflow_datasets as tfds
@@ -19,11 +18,10 @@ def prepared_builder(
     data_dir: str | os.PathLike | None = None,
     manual_dir: str | os.PathLike | None = None,
     download: bool = True,
-    announce: Callable[[str], None] | None = None,
 ) -> tfds.core.DatasetBuilder:
     """The builder of ``emnist_idx/<config>``, prepared first from ``manual_dir`` (or the download).
 
-    ``announce`` is told, in one line, when a prepare starts (the CLI prints it).
+    The builder prints one line when a prepare starts.
 
     A version folder without dataset_info.json (an interrupted or damaged prepare, which TFDS would
     reuse as it is and find no splits in) is prepared again.
@@ -52,11 +50,7 @@ def prepared_builder(
         raise FileNotFoundError(
             f"{DATASET_NAME}/{config} is not prepared in {builder.data_dir} and download=False: "
             "call load(..., download=True), with manual_dir=DIR holding NIST's files to prepare "
-            f"offline, or run `tfds build {DATASET_NAME} --imports emnist_idx --config {config} "
-            "--manual_dir DIR`")
-    if announce:
-        announce(f"Preparing {DATASET_NAME}/{config} in {builder.data_dir}"
-                 + (f" from {manual_dir}" if manual_dir else ""))
+            f"offline, or run `{configs.build_command(config, data_dir)}`")
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=os.fspath(manual) if manual else None,
         download_mode=prepared.prepare_mode(rebuild)))
