@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 import zipfile
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from emnist_idx.synthetic import mapping_text
 REPO = Path(__file__).resolve().parent.parent
 DUMMY_DATA = REPO / "dummy_data"  # the committed bundle: gzip.zip and its extracted gzip/ folder
 DUMMY_GZIP = DUMMY_DATA / "gzip"
+
+
+def idx_header(code: int, shape: tuple[int, ...]) -> bytes:
+    """An IDX header: two zero bytes, the type ``code`` (0x08: uint8), the rank, big-endian sizes."""
+    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
 def upright_l_glyph() -> np.ndarray:

@@ -25,6 +25,12 @@ from emnist_idx import configs  # noqa: E402
 from tests.bundle_factory import DUMMY_GZIP  # noqa: E402
 
 
+@pytest.fixture
+def two_cpus() -> None:
+    """Skips a test that needs the two logical CPU devices made above (``usefixtures``)."""
+    if len(tf.config.list_logical_devices("CPU")) < 2:
+        pytest.skip("needs conftest's two logical CPU devices")
+
 
 @pytest.fixture(scope="session")
 def manual_dir() -> Path:
@@ -43,3 +49,9 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, manual_dir: Path
         builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir))
         builder.download_and_prepare(download_config=download_config)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def data_dir(prepared_data_dir: Path) -> str:
+    """``prepared_data_dir`` as the string ``data_dir=`` arguments take."""
+    return str(prepared_data_dir)

@@ -24,13 +24,6 @@ from emnist_idx._pipeline.loading import load
 TRAIN = 1128  # dummy balanced: 24 train examples for each of 47 classes
 REPO = Path(__file__).resolve().parent.parent
 
-two_cpus = pytest.mark.skipif(len(tf.config.list_logical_devices("CPU")) < 2,
-                              reason="needs conftest's two logical CPU devices")
-
-
-@pytest.fixture(scope="module")
-def data_dir(prepared_data_dir: Path) -> str:
-    return str(prepared_data_dir)
 
 
 def _collect(dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -122,7 +115,7 @@ def auto_gpu_is_cpu1(keras_not_imported: Path, monkeypatch: pytest.MonkeyPatch) 
     return "/cpu:1"
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 @pytest.mark.parametrize(("normalize", "one_hot", "cache"), [
     ("scale", False, True), ("standardize", True, False)])
 def test_auto_with_a_gpu_prefetches_there_and_chaining_composes_on_the_host(
@@ -156,7 +149,7 @@ def test_auto_with_a_gpu_prefetches_there_and_chaining_composes_on_the_host(
                                expected[0] * 2.0, rtol=1e-6)
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_auto_with_a_gpu_reads_the_files_once_for_both_pipelines(
         data_dir: str, auto_gpu_is_cpu1: str, tmp_path: Path) -> None:
     shutil.copytree(Path(data_dir) / "emnist_idx" / "digits", tmp_path / "emnist_idx" / "digits")
@@ -169,7 +162,7 @@ def test_auto_with_a_gpu_reads_the_files_once_for_both_pipelines(
     assert len(on_host) == math.ceil(40 / 16)
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_auto_with_a_gpu_fits_a_model_on_batches_from_the_device(
         data_dir: str, auto_gpu_is_cpu1: str, monkeypatch: pytest.MonkeyPatch) -> None:
     dataset = load("balanced", batch_size=64, seed=0, data_dir=data_dir)
@@ -201,7 +194,7 @@ def _input_of_the_copy(dataset: tf.data.Dataset) -> tf.data.Dataset:
     return dataset._input_dataset  # noqa: SLF001
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 @pytest.mark.parametrize(("normalize", "one_hot", "cache"), [
     ("scale", False, True), ("standardize", True, True), ("l2", False, False),
     ("none", True, False)])
@@ -227,7 +220,7 @@ def test_device_copy_crosses_as_uint8_and_equals_the_host_path(
         np.testing.assert_array_equal(device_y, host_y)
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 @pytest.mark.parametrize(("normalize", "one_hot", "drop_remainder"), [
     ("scale", False, False), ("standardize", True, True)])
 def test_split_resident_on_the_device_equals_the_host_path(
@@ -298,20 +291,20 @@ def _fit_two_epochs_counting_steps(dataset: tf.data.Dataset, strategy: tf.distri
     assert np.isfinite(history.history["loss"]).all()
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     _fit_two_epochs_counting_steps(load("balanced", batch_size=64, seed=0, data_dir=data_dir),
                                    strategy, math.ceil(TRAIN / 64))
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_split_resident_on_the_device_fits_a_model(data_dir: str) -> None:
     resident = load("balanced", batch_size=64, device="/cpu:1", cache="device", data_dir=data_dir)
     _fit_two_epochs_counting_steps(resident, tf.distribute.get_strategy(), math.ceil(TRAIN / 64))
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_custom_loop_over_input_context_pipelines_sees_every_example_once(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     distributed = strategy.distribute_datasets_from_function(

@@ -27,7 +27,7 @@ from emnist_idx._prepare import checks
 from emnist_idx.commands import cli
 from emnist_idx.errors import IdxFormatError
 
-from tests.bundle_factory import REPO, default_splits, write_config, zip_folder
+from tests.bundle_factory import REPO, default_splits, idx_header, write_config, zip_folder
 
 CONFIG = "mnist"
 # Peak RSS a hostile bundle may add to the checking process (the README's bound).
@@ -70,10 +70,6 @@ def check_in_child(bundle: Path, config: str = CONFIG) -> tuple[str, float]:
     print(f"\n{bundle.stat().st_size:,}-byte bundle: RSS {result['before_mb']:.1f} MB after "
           f"imports, peak +{result['growth_mb']:.1f} MB while checking; {result['message'][-90:]}")
     return result["message"], result["growth_mb"]
-
-
-def idx_header(code: int, shape: tuple[int, ...]) -> bytes:
-    return bytes([0, 0, code, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
 def zeros_gzip(header: bytes, zero_bytes: int) -> bytes:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import struct
 import zipfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 
 from emnist_idx import IdxFormatError
 from emnist_idx._format.idx import IdxReader, iter_idx, read_header, read_idx, write_idx
+from tests.bundle_factory import idx_header
 
 DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
 SHAPES = [(7,), (5, 3), (4, 3, 2), (3, 2, 2, 5)]
@@ -26,10 +26,6 @@ def _sample(dtype: type, shape: tuple[int, ...]) -> np.ndarray:
     if info is not None:
         values = np.clip(values, info.min, info.max)
     return values.astype(dtype).reshape(shape)
-
-
-def _header(code: int, dims: tuple[int, ...]) -> bytes:
-    return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -52,7 +48,7 @@ def test_round_trip_every_dtype_and_rank(tmp_path: Path, dtype: type, shape: tup
 def test_payload_is_big_endian_on_disk(tmp_path: Path) -> None:
     path = tmp_path / "ints.idx"
     write_idx(path, np.array([1, 256], dtype=np.int32))
-    assert path.read_bytes() == _header(0x0C, (2,)) + b"\x00\x00\x00\x01\x00\x00\x01\x00"
+    assert path.read_bytes() == idx_header(0x0C, (2,)) + b"\x00\x00\x00\x01\x00\x00\x01\x00"
     np.testing.assert_array_equal(read_idx(path), [1, 256])
 
 
@@ -107,7 +103,7 @@ def test_streaming_detects_damage_at_the_end(tmp_path: Path) -> None:
         list(iter_idx(io.BufferedReader(io.BytesIO(stream)), records_per_chunk=4))
 
 
-GOOD = _header(0x08, (3, 2)) + bytes(range(6))
+GOOD = idx_header(0x08, (3, 2)) + bytes(range(6))
 DAMAGED = {
     "empty file": (b"", "file is empty"),
     "bad magic": (b"\x01\x02" + GOOD[2:], "bad magic number 0x0102"),
@@ -118,7 +114,7 @@ DAMAGED = {
     "short payload": (GOOD[:-1], "header promises 6 payload bytes for shape \\(3, 2\\), file has 5"),
     "long payload": (GOOD + b"\x09\x09", "header promises 6 payload bytes for shape \\(3, 2\\), file has 8"),
     "header lies about the count": (
-        _header(0x08, (60000, 28, 28)) + bytes(784 * 2),
+        idx_header(0x08, (60000, 28, 28)) + bytes(784 * 2),
         "header promises 47,040,000 payload bytes for shape \\(60000, 28, 28\\), file has 1,568",
     ),
 }
@@ -146,7 +142,7 @@ def test_damaged_gzip_files_name_the_file(tmp_path: Path, case: str) -> None:
 
 def test_lying_header_fails_before_allocating(tmp_path: Path) -> None:
     # 4 billion images of 28x28 would be ~3 TB: must be rejected from the file sizes alone.
-    lie = _header(0x08, (4_000_000_000, 28, 28)) + bytes(784)
+    lie = idx_header(0x08, (4_000_000_000, 28, 28)) + bytes(784)
     raw = tmp_path / "lie-idx3-ubyte"
     raw.write_bytes(lie)
     with pytest.raises(IdxFormatError, match="header promises 3,136,000,000,000 payload bytes"):

@@ -15,11 +15,6 @@ from emnist_idx._pipeline import iteration
 from emnist_idx._pipeline.loading import load, load_numpy
 
 
-@pytest.fixture(scope="module")
-def data_dir(prepared_data_dir: Path) -> str:
-    return str(prepared_data_dir)
-
-
 def _arrays(batches) -> tuple[np.ndarray, np.ndarray]:
     pairs = [(x.numpy(), y.numpy()) for x, y in batches]
     return np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])

@@ -25,13 +25,6 @@ TRAIN, TEST = 1128, 282  # dummy balanced: 24 train and 6 test examples for each
 NUM_CLASSES = 47
 BATCH = 100
 
-two_cpus = pytest.mark.skipif(len(tf.config.list_logical_devices("CPU")) < 2,
-                              reason="needs conftest's two logical CPU devices")
-
-
-@pytest.fixture(scope="module")
-def data_dir(prepared_data_dir: Path) -> str:
-    return str(prepared_data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +276,7 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
 
 # --- devices and distribution ---
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_prefetch_to_a_device_and_fit(data_dir: str) -> None:
     dataset = load("balanced", batch_size=64, seed=0, device="/cpu:1", data_dir=data_dir)
     images, labels = next(iter(dataset))
@@ -306,7 +299,7 @@ def test_device_auto_without_gpu_and_none_stay_on_the_host(data_dir: str) -> Non
         assert images.device.endswith("CPU:0")
 
 
-@two_cpus
+@pytest.mark.usefixtures("two_cpus")
 def test_mirrored_strategy_on_two_cpu_devices(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     distributed = strategy.distribute_datasets_from_function(

@@ -25,11 +25,6 @@ from tests.bundle_factory import DUMMY_GZIP
 PACKAGE = Path(emnist_idx.__file__).resolve().parent
 
 
-@pytest.fixture(scope="module")
-def data_dir(prepared_data_dir: Path) -> str:
-    return str(prepared_data_dir)
-
-
 # --- load_data: keras.datasets.mnist.load_data()'s convention ---
 
 @pytest.mark.parametrize("config", ["letters", "digits"])
