@@ -93,3 +93,10 @@ def test_page_runs_as_written(page: Path, tmp_path: Path) -> None:
                           cwd=workdir, env=reader_environment(home), capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, f"{_page_id(page)}:\n{done.stdout[-4000:]}\n{done.stderr[-8000:]}"
+
+
+def test_every_docs_page_is_in_the_site_nav() -> None:
+    nav = set(re.findall(r"^\s*- [^:\n]+: (\S+\.md)$", (ROOT / "mkdocs.yml").read_text(), re.MULTILINE))
+    pages = {page.name for page in PAGES if page.parent == ROOT / "docs"}
+    assert pages <= nav, f"docs pages missing from mkdocs.yml's nav: {sorted(pages - nav)}"
+    assert "reference.md" in nav and "index.md" in nav
