@@ -107,7 +107,7 @@ def summary(reports: list[dict]) -> str:
     met = [f"{sum(t['passed'] for t in report['targets'])} of {len(report['targets'])}"
            for report in reports]
     lines.append("| " + " | ".join(["issue #13's targets met", *met]) + " |")
-    lines += ["", "One run each, with `benchmarks/run.py` on a synthetic bundle of NIST's full size:"]
+    lines += ["", "One run each, with `benchmarks/run.py` on a synthetic bundle of NIST's full size:", ""]
     lines += [f"- {_conditions(report)}." for report in reports]
     return "\n".join(lines)
 
