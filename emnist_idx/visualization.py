@@ -41,9 +41,13 @@ def show_examples(
       info: the dataset's ``DatasetInfo`` (``tfds.load(..., with_info=True)``): the class names come
         from its "label" feature. Not needed for a config name.
       split: the split (TFDS slicing allowed) drawn for a config name.
-      rows, cols: the grid's shape; fewer cells are filled when the data has fewer examples.
+      rows: the grid's rows; fewer cells are filled when the data has fewer examples.
+      cols: the grid's columns.
       class_names: names indexed by label, instead of those of ``info`` or the config.
-      data_dir, manual_dir, download: as for ``load()``, for a config name.
+      data_dir: TFDS data directory, as for ``load()``, for a config name.
+      manual_dir: where NIST's files are, as for ``load()``, for a config name.
+      download: prepare the dataset when it is not prepared yet, as for ``load()``, for a config
+        name.
 
     Returns:
       A ``PIL.Image.Image`` (RGB): notebooks display it, ``.save("grid.png")`` writes it.

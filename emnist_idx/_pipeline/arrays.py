@@ -23,7 +23,9 @@ def load_data(
 
     Args:
       config: "byclass", "bymerge", "balanced" (default), "letters", "digits" or "mnist".
-      data_dir, manual_dir, download: as for ``load()``.
+      data_dir: TFDS data directory, as for ``load()``.
+      manual_dir: where NIST's files are, as for ``load()``.
+      download: prepare the dataset when it is not prepared yet, as for ``load()``.
 
     Returns:
       ``((x_train, y_train), (x_test, y_test))`` in file order. ``x``: uint8 (N, 28, 28), upright,

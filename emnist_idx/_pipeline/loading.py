@@ -215,8 +215,11 @@ def load_numpy(
     ``load_data()``; this keeps the channel axis and int64 labels, as ``tfds.load`` gives them.
 
     Args:
-      config, split, data_dir, manual_dir, download: as for ``load()``; ``split`` takes TFDS's
-        slicing ("train[:10%]", "test[100:200]").
+      config: EMNIST split, as for ``load()``.
+      split: "train" or "test", with TFDS's slicing ("train[:10%]", "test[100:200]").
+      data_dir: TFDS data directory, as for ``load()``.
+      manual_dir: where NIST's files are, as for ``load()``.
+      download: prepare the dataset when it is not prepared yet, as for ``load()``.
 
     Returns:
       ``(x, y)`` in file order: ``x`` uint8 (N, 28, 28, 1), upright, 0 (background) to 255 (ink);
