@@ -18,6 +18,7 @@ import emnist_idx
 from emnist_idx import configs
 from emnist_idx._format.idx import read_idx
 from tests.bundle_factory import DUMMY_GZIP
+from tests.example_runs import run_example
 
 torch = pytest.importorskip("torch", reason="torch is an optional extra (emnist-idx[torch])")
 from emnist_idx.torch import EMNIST  # noqa: E402
@@ -89,3 +90,12 @@ def test_forked_workers_after_tensorflow_read_every_example_once(prepared_data_d
         assert seen == expected  # every example exactly once
         orders.append(labels.tolist())
     assert orders[0] != orders[1] and orders[0] != y.tolist()  # shuffled, anew each epoch
+
+
+@pytest.mark.slow
+def test_torch_example_prepares_into_tfds_default_data_dir(tmp_path: Path) -> None:
+    done = run_example("torch_emnist.py", tmp_path, "--config", "digits", "--workers", "2",
+                       "--batch_size", "16")
+    assert ("Read 40 digits train examples with a torch DataLoader, 2 workers; last batch: images "
+            "torch.float32 (8, 1, 28, 28), labels torch.int64 (8,)") in done.stdout
+    assert (tmp_path / "tensorflow_datasets" / "emnist_idx" / "digits").is_dir()
