@@ -172,3 +172,17 @@ def test_a_cut_shard_is_refused_before_reading(prepared_data_dir: Path, tmp_path
     with pytest.raises(PreparedDataError, match=f"{path}: holds .* and .* bytes of a cut record"):
         Source("digits", "train", data_dir=root)
     assert len(Source("digits", "test", data_dir=root)[:][1]) == 20  # the other split reads
+
+
+def test_slices_across_shards(tmp_path: Path, manual_dir: Path) -> None:
+    from tests.multi_shard import prepare_in_shards
+
+    data_dir = prepare_in_shards(tmp_path, manual_dir, "digits", 4)  # train: 4 shards of 10
+    split = "train[5:35]+test[:3]"
+    x, y = emnist_idx.load_numpy("digits", split, data_dir=data_dir)
+    source = Source("digits", split, data_dir=data_dir)
+    assert [source[index][1] for index in range(len(source))] == y.tolist()
+    np.testing.assert_array_equal(source[:][0], x[..., 0])
+    np.testing.assert_array_equal(source[::-1][1], y[::-1])
+    chosen = [32, 4, 15, 25, 5]
+    np.testing.assert_array_equal(source[chosen][0], x[chosen, ..., 0])

@@ -53,3 +53,9 @@ def split_info(builder: tfds.core.DatasetBuilder, split: SplitArg):
                 f"examples of {name}; a slice must select at least one example and run forwards, "
                 f"as in {_EXAMPLES}")
     return splits[split]
+
+
+def split_names(builder: tfds.core.DatasetBuilder, split: SplitArg) -> set[str]:
+    """The names of the splits ``split`` draws on: {"train"} for "train[90%:]"."""
+    parts = tfds.core.splits.AbstractSplit.from_spec(split).to_absolute(dict(builder.info.splits))
+    return {part.splitname for part in parts}
