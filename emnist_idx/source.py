@@ -281,11 +281,14 @@ def _templates(order: frames.FieldOrder, record_size: int, image_size: int
                ) -> tuple[int, int, int, list[int], list[bytes], list[bytes]]:
     """A one-byte-label field order as (image start and stop, label byte, label by byte value,
     and each label's record bytes before and after the image)."""
+    table = order.label_table
+    if table is None:  # pragma: no cover - the caller passes one-byte-label orders only
+        raise ValueError("a one-byte-label field order is needed")
     rows = np.zeros((len(order.label_values), record_size), dtype=np.uint8)
     rows[:, order.fixed_columns] = order.fixed_values
     rows[order.label_values, order.label_columns[0]] = order.label_keys
     stop = order.image_start + image_size
-    return (order.image_start, stop, int(order.label_columns[0]), order.label_table.tolist(),
+    return (order.image_start, stop, int(order.label_columns[0]), table.tolist(),
             [row[:order.image_start].tobytes() for row in rows],
             [row[stop:].tobytes() for row in rows])
 

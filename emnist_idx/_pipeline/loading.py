@@ -9,6 +9,7 @@ the result run through ``iteration.FlatIterator``.
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -254,7 +255,8 @@ def _examples(arguments: dict) -> tf.data.Dataset:
             "device"] not in (None, "auto"):
         raise ValueError("batch_size=None gives single examples on the host: it cannot be "
                          "combined with drop_remainder=True, input_context or a device")
-    batches = load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE, "device": None})
+    batches = typing.cast(tf.data.Dataset, load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE,
+                                                    "device": None}))
     examples = batches.unbatch()
     if not arguments["repeat"] and arguments["service"] is None:
         builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],

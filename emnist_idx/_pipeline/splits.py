@@ -9,10 +9,11 @@ no examples (TFDS counts a backwards slice, "train[5:3]", as -2 examples).
 from __future__ import annotations
 
 import re
+from typing import TypeAlias
 
 import tensorflow_datasets as tfds
 
-SplitArg = str | tfds.core.ReadInstruction
+SplitArg: TypeAlias = "str | tfds.core.ReadInstruction"
 _EXAMPLES = "'train[:90%]', 'train[90%:]', 'train[:1000]' or 'train+test'"
 
 
