@@ -256,47 +256,45 @@ class _OneRecord:
 
     def __init__(self, layout: RecordLayout) -> None:
         self._layout = layout
-        self._header = frames.frame_header(layout.record_size).tobytes()
         self._shape = layout.image_shape[:2]
+        self._record_end = frames.HEADER_SIZE + layout.record_size  # the stored CRC32C follows
         image_size = int(np.prod(layout.image_shape))
-        self._orders = [_templates(order, layout.record_size, image_size)
+        header = frames.frame_header(layout.record_size).tobytes()
+        self._orders = [_templates(order, layout.record_size, image_size, header)
                         for order in layout.orders if order.label_table is not None]
 
     def cut(self, frame: bytes) -> tuple[np.ndarray, int]:
         """``(image (28, 28), label)`` of one frame, or FrameError."""
-        header, record = self._header, frame[frames.HEADER_SIZE:-frames.FOOTER_SIZE]
-        if (frame.startswith(header) and _masked(google_crc32c.value(record))
-                == int.from_bytes(frame[-frames.FOOTER_SIZE:], "little")):
-            for image_start, image_stop, label_column, table, prefixes, suffixes in self._orders:
-                label = table[record[label_column]]
-                if (label >= 0 and record[:image_start] == prefixes[label]
-                        and record[image_stop:] == suffixes[label]):
+        crc = google_crc32c.value(frame[frames.HEADER_SIZE:self._record_end])
+        # TFRecord's masked CRC (tfrecord_frames.masked_crc), in Python ints: faster for one
+        masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
+        if masked == int.from_bytes(frame[self._record_end:], "little"):
+            for image_start, image_stop, label_byte, table, heads, tails in self._orders:
+                label = table[frame[label_byte]]
+                if (label >= 0 and frame.startswith(heads[label])
+                        and frame.startswith(tails[label], image_stop, self._record_end)):
                     return np.ndarray(self._shape, np.uint8,
-                                      bytearray(record[image_start:image_stop])), label
+                                      bytearray(frame[image_start:image_stop])), label
         images, labels = frames.cut(np.frombuffer(frame, np.uint8)[None], self._layout)
         return images[0, ..., 0], int(labels[0])  # not reached: frames.cut raises FrameError
 
 
-def _templates(order: frames.FieldOrder, record_size: int, image_size: int
+def _templates(order: frames.FieldOrder, record_size: int, image_size: int, header: bytes
                ) -> tuple[int, int, int, list[int], list[bytes], list[bytes]]:
-    """A one-byte-label field order as (image start and stop, label byte, label by byte value,
-    and each label's record bytes before and after the image)."""
+    """A one-byte-label field order, in frame positions: (image start and stop, label byte,
+    label by that byte's value, and each label's frame bytes before the image (the frame header
+    and the record's start) and after it (the record's end and the stored CRC32C))."""
     table = order.label_table
     if table is None:  # pragma: no cover - the caller passes one-byte-label orders only
         raise ValueError("a one-byte-label field order is needed")
     rows = np.zeros((len(order.label_values), record_size), dtype=np.uint8)
     rows[:, order.fixed_columns] = order.fixed_values
     rows[order.label_values, order.label_columns[0]] = order.label_keys
-    stop = order.image_start + image_size
-    return (order.image_start, stop, int(order.label_columns[0]), table.tolist(),
-            [row[:order.image_start].tobytes() for row in rows],
-            [row[stop:].tobytes() for row in rows])
-
-
-def _masked(crc: int) -> int:
-    """TFRecord's masked CRC (``tfrecord_frames.masked_crc``) of one CRC, in Python ints: faster
-    than numpy for one value."""
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
+    start = frames.HEADER_SIZE + order.image_start
+    stop = start + image_size
+    return (start, stop, frames.HEADER_SIZE + int(order.label_columns[0]), table.tolist(),
+            [header + row[:order.image_start].tobytes() for row in rows],
+            [row[order.image_start + image_size:].tobytes() for row in rows])
 
 
 def _named(path: str, record: int, exc: frames.FrameError) -> PreparedDataError:

@@ -186,3 +186,25 @@ def test_slices_across_shards(tmp_path: Path, manual_dir: Path) -> None:
     np.testing.assert_array_equal(source[::-1][1], y[::-1])
     chosen = [32, 4, 15, 25, 5]
     np.testing.assert_array_equal(source[chosen][0], x[chosen, ..., 0])
+
+
+def test_a_record_of_other_features_is_refused_even_with_a_good_crc(prepared_data_dir: Path,
+                                                                    tmp_path: Path) -> None:
+    import google_crc32c
+
+    from emnist_idx._prepare.tfrecord_frames import masked_crc
+
+    root = copy_prepared(prepared_data_dir, "digits", tmp_path)
+    path = shard(root, "digits", "test")
+    frame_size = os.path.getsize(path) // 20
+    data = bytearray(path.read_bytes())
+    start = 3 * frame_size
+    data[start + HEADER_SIZE + 2] ^= 0x01  # a byte of the record's framing, not of the image
+    record = bytes(data[start + HEADER_SIZE:start + frame_size - 4])
+    stored = masked_crc(np.array([google_crc32c.value(record)], dtype=np.uint32))
+    data[start + frame_size - 4:start + frame_size] = stored.astype("<u4").tobytes()
+    path.write_bytes(bytes(data))
+    source = Source("digits", "test", data_dir=root)
+    for read in (lambda: source[3], lambda: source[2:5]):
+        with pytest.raises(PreparedDataError, match=f"{path}: record 3 .*its CRC matches"):
+            read()
