@@ -43,7 +43,6 @@ class _Process:
         cls.forks += 1
 
 
-_process = _Process
 os.register_at_fork(after_in_child=_Process.forked)
 
 
@@ -130,7 +129,7 @@ class Source:
             raise IndexError(f"index {index} is out of range for {self!r}")
         run = bisect.bisect_right(self._starts, position) - 1 if len(self._runs) > 1 else 0
         path, skip, _, _ = self._runs[run]
-        mapped = self._maps.get(path) if self._opened_in == _process.forks else None
+        mapped = self._maps.get(path) if self._opened_in == _Process.forks else None
         if mapped is None:
             mapped = self._open_in_this_process(path)
         start = (skip + position - self._starts[run]) * self._frame_size
@@ -223,12 +222,12 @@ class Source:
 
     def _frames(self, path: str) -> np.ndarray:
         """The shard's frames, (records, frame size) uint8, memory-mapped in this process."""
-        mapped = self._maps.get(path) if self._opened_in == _process.forks else None
+        mapped = self._maps.get(path) if self._opened_in == _Process.forks else None
         return (mapped or self._open_in_this_process(path))[1]
 
     def _open_in_this_process(self, path: str) -> tuple[mmap.mmap, np.ndarray]:
-        if self._opened_in != _process.forks:  # a new Source, or a forked copy: open our own
-            self._maps, self._opened_in = {}, _process.forks
+        if self._opened_in != _Process.forks:  # a new Source, or a forked copy: open our own
+            self._maps, self._opened_in = {}, _Process.forks
         in_shard = next(total for run_path, _, _, total in self._runs if run_path == path)
         expected = in_shard * self._layout.frame_size
         try:

@@ -9,7 +9,6 @@ the result run through ``iteration.FlatIterator``.
 
 from __future__ import annotations
 
-import typing
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -45,7 +44,7 @@ def load(
     device: str | None = "auto",
     input_context: tf.distribute.InputContext | None = None,
     service: str | None = None,
-) -> tf.data.Dataset | list[tf.data.Dataset]:
+) -> tf.data.Dataset:  # a list of them for a list of splits (tf.data is untyped: Any)
     """Loads an EMNIST split as batches ready for ``model.fit``.
 
     The dataset is prepared first if it is not yet in ``data_dir`` (like ``tfds.load``). The split's
@@ -131,7 +130,8 @@ def load(
         shuffling permutes each chunk of 16,384 records (from 4 pieces).
 
     Returns:
-      A ``tf.data.Dataset`` of ``(images, labels)`` batches (a list of them for a list of splits). ``images``: (B, 28, 28, 1), upright,
+      A ``tf.data.Dataset`` of ``(images, labels)`` batches (a list of them for a list of
+      splits; single examples for ``batch_size=None``). ``images``: (B, 28, 28, 1), upright,
       float32 (uint8 with ``normalize="none"``). ``labels``: (B,) int64 class ids in
       ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
       ``batch_size`` except for a smaller last batch. A Python loop over it (``for x, y in ds``,
@@ -255,8 +255,7 @@ def _examples(arguments: dict) -> tf.data.Dataset:
             "device"] not in (None, "auto"):
         raise ValueError("batch_size=None gives single examples on the host: it cannot be "
                          "combined with drop_remainder=True, input_context or a device")
-    batches = typing.cast(tf.data.Dataset, load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE,
-                                                    "device": None}))
+    batches = load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE, "device": None})
     examples = batches.unbatch()
     if not arguments["repeat"] and arguments["service"] is None:
         builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
