@@ -1,7 +1,8 @@
 """emnist_idx: EMNIST for TensorFlow Datasets, validated, upright, named and fast.
 
 ``import emnist_idx`` registers the TFDS builder ``emnist_idx`` (configs byclass, bymerge, balanced,
-letters, digits, mnist) without importing TensorFlow. ``load``, ``load_data``, ``load_numpy``
+letters, digits, mnist) without importing TensorFlow, and so does ``Source`` (random access to a
+prepared split). ``load``, ``load_data``, ``load_numpy``
 and ``show_examples`` import it on first use; type checkers see their signatures
 through the imports under ``TYPE_CHECKING``.
 """
@@ -16,6 +17,7 @@ from emnist_idx.errors import IdxFormatError, PreparedDataError
 from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
 from emnist_idx._format.mapping import read_mapping
 from emnist_idx.configs import class_names
+from emnist_idx.source import Source
 from emnist_idx.version import __version__
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ __all__ = [
     "IdxFormatError",
     "IdxHeader",
     "PreparedDataError",
+    "Source",
     "__version__",
     "class_names",
     "iter_idx",

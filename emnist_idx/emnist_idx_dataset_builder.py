@@ -122,6 +122,22 @@ class Builder(tfds.core.ShardBasedBuilder):
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
         self.info.metadata.update({configs.PIXELS: {"mean": mean, "std": std}})
 
+    def _as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
+        """TFDS's reader; ``shuffle_files=True`` (``tfds.load``'s default for train) shuffles the
+        order of the shards and reads each shard's records in file order, one shard at a time.
+
+        The dataset stays ordered (``disable_shuffling``): unshuffled reads give record i as
+        example i, which TFDS would no longer do (it would interleave files) without it.
+        """
+        if shuffle_files:
+            read_config = read_config or tfds.ReadConfig()
+            cycle = read_config.interleave_cycle_length  # unset: TFDS's MISSING, not an int
+            read_config = dataclasses.replace(read_config, enable_ordering_guard=False,
+                                              interleave_cycle_length=cycle
+                                              if isinstance(cycle, int) else 1)
+        return super()._as_dataset(split, decoders=decoders, read_config=read_config,
+                                   shuffle_files=shuffle_files)
+
     def as_data_source(self, *args, **kwargs):
         """TFDS's random-access source (``tfds.data_source``): for a dataset prepared as TFRecord
         only, array_record shards are first copied beside the TFRecord ones (once, recorded in

@@ -244,8 +244,8 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _import_recipe(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    """An example script imported as a module, from examples/ as when it runs, so that spawned
-    workers can import what they unpickle (lazy_source.LazySource, the collate function)."""
+    """An example script imported as a module, from examples/ as when it runs, so that workers
+    can import what they unpickle (its transform functions)."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
     return importlib.import_module(name)
 
@@ -267,7 +267,6 @@ def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
     pytest.importorskip("grain")
     recipe = _import_recipe("grain_emnist", monkeypatch)
     data_dir = _copy_prepared(data_dir, "digits", tmp_path)
-    _import_recipe("lazy_source", monkeypatch).prepare("digits", data_dir, None)  # as main() does
     batches = list(recipe.grain_batches("digits", "train", data_dir=data_dir, batch_size=16,
                                            seed=1, workers=workers))
     assert [len(labels) for _, labels in batches] == [16, 16, 8]
@@ -281,7 +280,6 @@ def test_torch_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
     pytest.importorskip("torch", reason="torch is not in the test extra (see setup.cfg)")
     recipe = _import_recipe("torch_emnist", monkeypatch)
     data_dir = _copy_prepared(data_dir, "digits", tmp_path)
-    _import_recipe("lazy_source", monkeypatch).prepare("digits", data_dir, None)
     loader = recipe.torch_loader("digits", "train", data_dir=data_dir, batch_size=16, seed=1,
                                     workers=workers)
     for _ in range(2):  # two epochs; with workers, the same (persistent) worker processes

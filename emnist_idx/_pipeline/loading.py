@@ -9,7 +9,7 @@ the result run through ``iteration.FlatIterator``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -17,19 +17,20 @@ import tensorflow_datasets as tfds
 
 from emnist_idx import configs
 from emnist_idx._pipeline import (batching, devices, iteration, memory_cache, normalization,
-                                  reading)
+                                  reading, splits)
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._pipeline.preparing import prepared_builder
 
 _MAX_BATCH_SIZE = 2**31 - 1  # tf.data's batch sizes are int64, but tensors index with int32
+_UNBATCHED_READ_SIZE = 1024  # examples read and normalized together for batch_size=None
 
 
 def load(
     config: str = configs.DEFAULT_CONFIG,
-    split: str = "train",
+    split: splits.SplitArg | Sequence[splits.SplitArg] = "train",
     *,
-    batch_size: int = 128,
+    batch_size: int | None = 128,
     normalize: str = "scale",
     one_hot: bool = False,
     shuffle: bool | None = None,
@@ -43,7 +44,7 @@ def load(
     device: str | None = "auto",
     input_context: tf.distribute.InputContext | None = None,
     service: str | None = None,
-) -> tf.data.Dataset:
+) -> tf.data.Dataset:  # a list of them for a list of splits (tf.data is untyped: Any)
     """Loads an EMNIST split as batches ready for ``model.fit``.
 
     The dataset is prepared first if it is not yet in ``data_dir`` (like ``tfds.load``). The split's
@@ -57,8 +58,14 @@ def load(
       config: EMNIST split: "byclass", "bymerge", "balanced" (default), "letters", "digits" or
         "mnist".
       split: "train" or "test", with TFDS slicing: "train[:90%]", "train[90%:]", "test[:1000]",
-        "train+test".
+        "train+test"; or a ``tfds.core.ReadInstruction``; or a list of these, which gives a list
+        of datasets, one per split, as ``tfds.load`` does. Out-of-range and malformed slices raise
+        ValueError with TFDS's own words ("percent slice boundaries should be in [-100, 100]").
       batch_size: examples per batch; the global batch size when ``input_context`` is given.
+        None: single ``(image, label)`` examples, as ``tfds.load(..., batch_size=None)`` gives
+        them, normalized as ``normalize`` says (image (28, 28, 1)); read and normalized in batches
+        all the same, on the host (``device`` None or "auto"), without ``drop_remainder`` or
+        ``input_context``.
       normalize: how images become model inputs. "scale": float32 ``x / 255`` in [0, 1] (default).
         "standardize": float32 ``(x / 255 - mean) / std`` with the train split's pixel mean and std
         from ``builder.info.metadata`` (mean 0 and std 1 over the train split). "l2": float32, each
@@ -123,7 +130,8 @@ def load(
         shuffling permutes each chunk of 16,384 records (from 4 pieces).
 
     Returns:
-      A ``tf.data.Dataset`` of ``(images, labels)`` batches. ``images``: (B, 28, 28, 1), upright,
+      A ``tf.data.Dataset`` of ``(images, labels)`` batches (a list of them for a list of
+      splits; single examples for ``batch_size=None``). ``images``: (B, 28, 28, 1), upright,
       float32 (uint8 with ``normalize="none"``). ``labels``: (B,) int64 class ids in
       ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
       ``batch_size`` except for a smaller last batch. A Python loop over it (``for x, y in ds``,
@@ -156,6 +164,11 @@ def load(
     record raises there). Streamed datasets read the files on every epoch: those must stay where
     TFDS wrote them.
     """
+    arguments = dict(locals())
+    if isinstance(split, (list, tuple)):  # tfds.load's convention: a dataset per split
+        return [load(**{**arguments, "split": part}) for part in split]
+    if batch_size is None:
+        return _examples(arguments)
     _check_arguments(config=config, batch_size=batch_size, normalize=normalize, seed=seed,
                      cache=cache, service=service, device=device, input_context=input_context)
     _check_bool(one_hot=one_hot, drop_remainder=drop_remainder, repeat=repeat, download=download)
@@ -171,7 +184,7 @@ def load(
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(batch_size)
     if shuffle is None:
-        shuffle = _draws_on_train(split)
+        shuffle = "train" in splits.split_names(builder, split)
     steps = batching.num_batches(source.num_examples, batch_size, drop_remainder)
     if steps == 0:
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
@@ -203,7 +216,7 @@ def load(
 
 def load_numpy(
     config: str = configs.DEFAULT_CONFIG,
-    split: str = "train",
+    split: splits.SplitArg = "train",
     *,
     data_dir: str | None = None,
     manual_dir: str | None = None,
@@ -237,6 +250,22 @@ def load_numpy(
         prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir, download=download),
         split)
     return reading.read_split(source)
+
+
+def _examples(arguments: dict) -> tf.data.Dataset:
+    """``load(**arguments)`` with ``batch_size=None``: its batches, unbatched, with their count."""
+    if arguments["drop_remainder"] or arguments["input_context"] is not None or arguments[
+            "device"] not in (None, "auto"):
+        raise ValueError("batch_size=None gives single examples on the host: it cannot be "
+                         "combined with drop_remainder=True, input_context or a device")
+    batches = load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE, "device": None})
+    examples = batches.unbatch()
+    if not arguments["repeat"] and arguments["service"] is None:
+        builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
+                                   download=False)
+        examples = examples.apply(tf.data.experimental.assert_cardinality(
+            splits.split_info(builder, arguments["split"]).num_examples))
+    return iteration.FlatBatches(examples)
 
 
 # --- stages, in pipeline order ---
@@ -349,8 +378,3 @@ def _check_device(device: str) -> None:
                for d in local):
         names = [d.name for d in tf.config.list_logical_devices()]
         raise ValueError(f"device={device!r} is not one of this process's devices: {names}")
-
-
-def _draws_on_train(split: str) -> bool:
-    """Whether a split expression such as "train[:90%]+test" uses the train split."""
-    return any(part.split("[")[0].strip() == "train" for part in split.split("+"))

@@ -8,6 +8,8 @@ Only these exact messages are dropped; every other warning and error still shows
   the ``emnist-idx`` command uses 2);
 - TFDS's "`FeatureConnector.dtype` is deprecated", logged by TFDS's own reading code;
 - TFDS's "Variant folder ... has no dataset_info.json", logged before every first prepare;
+- TFDS's "Dataset is an ordered dataset ... because `shuffle_files=True`", logged when
+  ``tfds.load(..., shuffle_files=True)`` reads shards in a shuffled order, as asked (``Builder``);
 - Beam's "apitools not found", logged when TFDS imports Beam (BigQuery is never used here).
 
 Not ours to hide: TensorFlow's oneDNN banner ("oneDNN custom operations are on"), printed before
@@ -26,6 +28,8 @@ import sys
 _KNOWN_NOISE = (
     ("absl", "`FeatureConnector.dtype` is deprecated"),
     ("absl", "Variant folder %s has no %s"),
+    ("absl", "Dataset is an ordered dataset ('disable_shuffling=True'), but examples will not be "
+             "read in order because `shuffle_files=True`."),
     ("root", "apitools not found, and bigquery client libraries are not available"),
 )
 

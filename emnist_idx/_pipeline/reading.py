@@ -26,7 +26,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import prepared, zero_copy
+from emnist_idx._pipeline import prepared, splits, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.frames import RecordLayout
 
@@ -52,21 +52,16 @@ class SplitSource:
         return self.builder.info.file_format == tfds.core.FileFormat.TFRECORD
 
 
-def split_source(builder: tfds.core.DatasetBuilder, split: str,
+def split_source(builder: tfds.core.DatasetBuilder, split: splits.SplitArg,
                  input_context: tf.distribute.InputContext | None = None) -> SplitSource:
-    """Resolves ``split`` (TFDS syntax) and, with an input context, this pipeline's share of it.
+    """Resolves ``split`` (TFDS syntax: ``splits.split_info``) and, with an input context, this
+    pipeline's share of it.
 
     Input pipelines get equal, disjoint, contiguous parts (``tfds.even_splits`` with
     ``drop_remainder``), so every worker runs the same number of steps. The shards it reads are
     checked against dataset_info.json (sizes) here, before anything is read.
     """
-    split_info = _split_info(builder, split)
-    for part in split.split("+"):  # TFDS counts a backwards slice (train[5:3]) as -2 examples
-        if _split_info(builder, part.strip()).num_examples <= 0:
-            raise ValueError(
-                f"split={split!r}: {part.strip()!r} selects no examples of "
-                f"{builder.info.full_name}; a slice must select at least one example and run "
-                "forwards, as in 'train[:90%]' or 'train[1000:2000]'")
+    split_info = splits.split_info(builder, split)
     if input_context is not None and input_context.num_input_pipelines > 1:
         parts = tfds.even_splits(split, n=input_context.num_input_pipelines, drop_remainder=True)
         split = parts[input_context.input_pipeline_id]
@@ -80,19 +75,6 @@ def split_source(builder: tfds.core.DatasetBuilder, split: str,
         prepared.check_shards(builder, layout, {os.fspath(i.filename) for i in instructions})
     return SplitSource(builder=builder, split=split, num_examples=split_info.num_examples,
                        instructions=instructions, layout=layout)
-
-
-def _split_info(builder: tfds.core.DatasetBuilder, split: str):
-    if not isinstance(split, str):
-        raise TypeError(f"split must be a string such as 'train' or 'train[:90%]', got {split!r}")
-    try:
-        return builder.info.splits[split]
-    except (KeyError, ValueError, AssertionError) as exc:
-        raise ValueError(
-            f"split={split!r} is not a split of {builder.info.full_name}: use "
-            f"{' or '.join(repr(name) for name in builder.info.splits)}, optionally sliced or "
-            "combined as in 'train[:90%]', 'train[90%:]', 'train[:1000]' or 'train+test'"
-        ) from exc
 
 
 def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
