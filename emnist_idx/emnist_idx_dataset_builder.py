@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._prepare import array_records, checks, downloads, locking, shard_writer
+from emnist_idx._prepare import array_records, checks, downloads, locking, shard_identity, shard_writer
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
@@ -90,27 +91,52 @@ class Builder(tfds.core.ShardBasedBuilder):
         download_config: tfds.download.DownloadConfig | None = None,
     ) -> None:
         splits = self._checked_splits(dl_manager)
+        identities: dict[str, list[shard_identity.ShardIdentity]] = {}
         if download_config and (download_config.beam_runner or download_config.beam_options):
             # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
             super()._download_and_prepare(dl_manager, download_config)
             histogram = _pixel_histogram(splits["train"])
+            identities = _written_identities(self.info.splits)
         else:
-            histogram = self._write_splits_in_bulk(splits)
+            histogram = self._write_splits_in_bulk(splits, identities)
         mean, std = histogram.moments()
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
-        self.info.metadata.update({PIXELS: {"mean": mean, "std": std}})
+        self.info.metadata.update({PIXELS: {"mean": mean, "std": std},
+                                   shard_identity.MANIFEST_KEY: shard_identity.manifest(identities)})
 
-    def as_data_source(self, *args, **kwargs):
+    def as_data_source(self, split=None, **kwargs):
         """TFDS's random-access source (``tfds.data_source``): for a dataset prepared as TFRecord
         only, array_record shards are first copied beside the TFRecord ones (once, recorded in
         dataset_info.json; about 10 s for balanced's 131,600 examples on 2 busy cores)."""
         if self.is_prepared():
             array_records.add_array_record(self)
-        return super().as_data_source(*args, **kwargs)
+            array_records.check_fingerprints(self._shards(split))
+        return super().as_data_source(split, **kwargs)
 
-    def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> PixelHistogram:
-        """Writes every split's shards; returns the train split's pixel histogram, counted while
-        the images stream by."""
+    def _as_dataset(self, split, *args, **kwargs):
+        """TFDS's reader (``tfds.load``, ``as_dataset``), once each TFRecord shard of ``split`` had
+        its count and first and last record checked against those recorded at prepare."""
+        if self.info.file_format == tfds.core.FileFormat.TFRECORD:
+            record_size = RecordEncoder(self.info.features).record_size
+            for path, count in self._shards(split).items():
+                shard_identity.check_tfrecord_fingerprint(path, count, record_size)
+        return super()._as_dataset(split, *args, **kwargs)
+
+    def _shards(self, split) -> dict[str, int]:
+        """The shards (full path: record count) that ``split`` reads (a split, a list or dict of
+        them, or None: every split)."""
+        names = (list(self.info.splits) if split is None else list(split.values())
+                 if isinstance(split, dict) else list(split) if isinstance(split, (list, tuple))
+                 else [split])
+        return {os.fspath(instruction.filename): instruction.examples_in_shard
+                for name in names for instruction in self.info.splits[name].file_instructions}
+
+    def _write_splits_in_bulk(
+        self, splits: Mapping[str, checks.CheckedSplit],
+        identities: dict[str, list[shard_identity.ShardIdentity]],
+    ) -> PixelHistogram:
+        """Writes every split's shards, recording their identities in ``identities``; returns the
+        train split's pixel histogram, counted while the images stream by."""
         encoder = RecordEncoder(self.info.features)
         histogram = PixelHistogram()
         split_infos = []
@@ -126,6 +152,7 @@ class Builder(tfds.core.ShardBasedBuilder):
                     file_format=self.info.file_format,
                     on_chunk=histogram.add if name == "train" else None,
                     progress=progress.update,
+                    identities=identities.setdefault(name, []),
                 ))
         self.info.set_splits(tfds.core.SplitDict(split_infos))
         return histogram
@@ -196,6 +223,16 @@ def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: in
         for image in chunk:
             yield position, {"image": image[..., None], "label": labels[position - start]}
             position += 1
+
+
+def _written_identities(split_infos: tfds.core.SplitDict
+                        ) -> dict[str, list[shard_identity.ShardIdentity]]:
+    """Each written TFRecord shard's identity, read back from the files (the Beam path)."""
+    return {
+        name: [shard_identity.identity_of_records(array_records.tfrecord_records(path, count))
+               for path, count in zip(split.filepaths, split.shard_lengths)]
+        for name, split in split_infos.items()
+    }
 
 
 def _pixel_histogram(split: checks.CheckedSplit) -> PixelHistogram:

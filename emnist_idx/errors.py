@@ -10,6 +10,10 @@
 from __future__ import annotations
 
 import os
+import shlex
+from pathlib import Path
+
+from emnist_idx.configs import DATASET_NAME
 
 
 class IdxFormatError(ValueError):
@@ -37,3 +41,13 @@ class PreparedDataError(ValueError):
         self.problem = problem
         self.rebuild = rebuild
         super().__init__(f"{self.path}: {problem}" + (f"; {rebuild}" if rebuild else ""))
+
+
+def rebuild_command(folder: str | os.PathLike[str]) -> str:
+    """The shell command that deletes and prepares again the config in ``folder`` (a version dir):
+    the ``rebuild`` of a PreparedDataError."""
+    folder = Path(os.fspath(folder))
+    config, root = folder.parent.name, folder.parent.parent.parent
+    return (f"rebuild it with: rm -r {shlex.quote(str(folder))} && tfds build {DATASET_NAME} "
+            f"--imports {DATASET_NAME} --config {config} --data_dir {shlex.quote(str(root))} "
+            "--manual_dir DIR  (DIR: NIST's files; leave --manual_dir out to download them)")

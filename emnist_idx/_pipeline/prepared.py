@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,8 @@ from tensorflow_datasets.core.utils import file_utils
 from emnist_idx import configs
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.frames import RecordLayout
-from emnist_idx.errors import PreparedDataError
+from emnist_idx._prepare import shard_identity, tfrecord_frames
+from emnist_idx.errors import PreparedDataError, rebuild_command
 
 DATASET_NAME = configs.DATASET_NAME
 DATASET_INFO = "dataset_info.json"
@@ -37,15 +37,6 @@ def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
         given_data_dir=os.fspath(data_dir) if data_dir else None, builder_name=DATASET_NAME,
         config_name=config, version=Builder.VERSION)
     return Path(os.fspath(path))
-
-
-def rebuild_command(folder: str | os.PathLike) -> str:
-    """The shell command that deletes and prepares again the config in ``folder`` (a version dir)."""
-    folder = Path(os.fspath(folder))
-    config, root = folder.parent.name, folder.parent.parent.parent
-    return (f"rebuild it with: rm -r {shlex.quote(str(folder))} && tfds build {DATASET_NAME} "
-            f"--imports {DATASET_NAME} --config {config} --data_dir {shlex.quote(str(root))} "
-            "--manual_dir DIR  (DIR: NIST's files; leave --manual_dir out to download them)")
 
 
 def check_before_open(config: str, data_dir: str | os.PathLike | None) -> bool:
@@ -97,7 +88,8 @@ def check_json_files(folder: str | os.PathLike) -> None:
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
                  filenames: set[str] | None = None) -> None:
-    """Checks each shard's size against its record count from dataset_info.json (one stat each).
+    """Checks each shard's size against its record count from dataset_info.json (one stat each),
+    and its fingerprint against metadata.json's (two small reads each: ``shard_identity``).
 
     Only the shards in ``filenames`` (full paths) when given, else every shard of every split.
     """
@@ -108,6 +100,7 @@ def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
             if filenames is not None and os.fspath(path) not in filenames:
                 continue
             _check_shard_size(path, int(count), layout.frame_size, split_info.name)
+            shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
 
 
 def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
@@ -127,10 +120,11 @@ def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> No
 
 
 def read_records(path: str, skip: int, take: int, shard_records: int, layout: RecordLayout,
-                 images_out: np.ndarray | None = None, frames_buffer: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 images_out: np.ndarray | None = None, frames_buffer: np.ndarray | None = None,
+                 crcs_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Records ``skip`` to ``skip + take`` of a shard of ``shard_records`` records, checked, as
-    uint8 images (written into ``images_out`` when given) and int64 labels.
+    uint8 images (written into ``images_out`` when given) and int64 labels. Their CRC32Cs, once
+    checked, go into ``crcs_out`` when given (for ``shard_identity``).
 
     The frames are read into ``frames_buffer`` (uint8, at least ``take`` rows of the frame size)
     when given: reused across calls, its pages are not faulted in and zeroed again for each one.
@@ -155,10 +149,13 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
             path, f"ends after {skip + got // frame_size:,} records; expected at least "
                   f"{skip + take:,} (dataset_info.json)", rebuild_command(Path(path).parent))
     try:
-        return frames.cut(data, layout, images_out)
+        images, labels = frames.cut(data, layout, images_out)
     except frames.FrameError as exc:
         raise PreparedDataError(path, f"record {skip + exc.index:,} {exc.problem}",
                                 rebuild_command(Path(path).parent)) from None
+    if crcs_out is not None:
+        crcs_out[...] = tfrecord_frames.record_crcs(data)
+    return images, labels
 
 
 def _read_into(stream, buffer: memoryview) -> int:

@@ -13,9 +13,11 @@ import struct
 import threading
 from collections.abc import Iterator
 
+import google_crc32c
 import tensorflow_datasets as tfds
 from etils import epath
 
+from emnist_idx._prepare import shard_identity
 from emnist_idx._prepare.tfrecord_frames import FOOTER_SIZE
 
 ARRAY_RECORD = tfds.core.FileFormat.ARRAY_RECORD
@@ -60,7 +62,7 @@ def _write_shards(info: tfds.core.DatasetInfo) -> None:
                 partial = target.parent / f".{target.name}.{os.getpid()}.partial"
                 renames.append((partial, target))
                 tfds.core.file_adapters.ADAPTER_FOR_FORMAT[ARRAY_RECORD].write_examples(
-                    partial, ((None, record) for record in _records(source, expected)))
+                    partial, ((None, record) for record in tfrecord_records(source, expected)))
         for partial, target in renames:
             partial.replace(target)
     finally:
@@ -69,7 +71,7 @@ def _write_shards(info: tfds.core.DatasetInfo) -> None:
                 partial.unlink()
 
 
-def _records(path: epath.Path, expected: int) -> Iterator[bytes]:
+def tfrecord_records(path: epath.Path, expected: int) -> Iterator[bytes]:
     """The records of a TFRecord shard (which a prepare wrote and TFDS checked), in order."""
     data = memoryview(path.read_bytes())
     position = count = 0
@@ -83,3 +85,22 @@ def _records(path: epath.Path, expected: int) -> Iterator[bytes]:
     if position != len(data) or count != expected:
         raise ValueError(f"{path}: expected {expected} TFRecord frames, found {count} whole ones "
                          f"and {len(data) - position} bytes after them: prepare the dataset again")
+
+
+def check_fingerprints(tfrecord_shards: dict[str, int]) -> None:
+    """Checks the array_record copy of each TFRecord shard (full path: record count): its count
+    and first and last record against the identities recorded at prepare (``shard_identity``);
+    PreparedDataError names a shard that differs."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    for tfrecord_path, expected in tfrecord_shards.items():
+        path = tfrecord_path.replace(f".{TFRECORD.file_suffix}-", f".{ARRAY_RECORD.file_suffix}-")
+        reader = ArrayRecordReader(path)
+        try:
+            count = reader.num_records()
+            ends = reader.read(sorted({0, count - 1})) if count else []
+        finally:
+            reader.close()
+        crcs = [google_crc32c.value(record) for record in ends]
+        shard_identity.check_fingerprint(path, count, crcs[0] if crcs else None,
+                                         crcs[-1] if crcs else None)
