@@ -22,6 +22,7 @@ from emnist_idx import PreparedDataError
 from emnist_idx._pipeline.loading import load, load_numpy
 from emnist_idx._prepare import array_records, shard_identity
 from emnist_idx._prepare.preparing import prepared_builder
+from emnist_idx.commands import cli
 from emnist_idx.synthetic import write_config_files
 from tests.bundle_factory import DUMMY_GZIP
 
@@ -178,3 +179,37 @@ def test_damaged_manifest_names_metadata_json(prepared, tmp_path, manifest) -> N
     (version_dir / "metadata.json").write_text(json.dumps(metadata))
     with pytest.raises(PreparedDataError, match=r"metadata\.json: .*rebuild it with"):
         load_numpy("digits", data_dir=_data_dir(version_dir), download=False)
+
+
+def _verify(capsys, path: Path) -> tuple[int, str, str]:
+    code = cli.main(["verify", str(path)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_verify_checks_prepared_data_in_full(prepared, tmp_path, capsys) -> None:
+    version_dir = _copy(prepared, "dummy", tmp_path)
+    tfds.data_source("emnist_idx/digits", split="train", data_dir=_data_dir(version_dir))
+    code, out, _ = _verify(capsys, tmp_path / "data")
+    assert code == 0 and "digits 1.0.0: OK  60 records in 2 splits" in out
+    code, out, _ = _verify(capsys, version_dir)
+    assert code == 0 and out.rstrip().endswith("OK")
+
+
+def test_verify_names_a_reordered_shard_and_a_foreign_array_record_copy(prepared, tmp_path,
+                                                                       capsys) -> None:
+    version_dir = _copy(prepared, "dummy", tmp_path)
+    mnist_dir = _copy(prepared, "dummy", tmp_path, config="mnist")
+    for folder, config in ((version_dir, "digits"), (mnist_dir, "mnist")):
+        tfds.data_source(f"emnist_idx/{config}", split="test", data_dir=_data_dir(folder))
+    frames = np.fromfile(version_dir / TRAIN, dtype=np.uint8).reshape(-1, FRAME)
+    frames[[5, 6]] = frames[[6, 5]]  # only the full digest sees this
+    frames.tofile(version_dir / TRAIN)
+    copy = "emnist_idx-test.array_record-00000-of-00001"
+    shutil.copyfile(mnist_dir / copy, version_dir / copy)
+    code, out, err = _verify(capsys, tmp_path / "data")
+    assert code == 1 and "digits 1.0.0: FAILED (2 problem(s))" in out and "mnist 1.0.0: OK" in out
+    lines = [line for line in err.splitlines() if line.startswith("emnist-idx: error: ")]
+    assert len(lines) == 2
+    assert f"{TRAIN}: does not hold the records" in lines[0]
+    assert f"{copy}: does not hold the records" in lines[1]

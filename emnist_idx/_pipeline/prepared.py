@@ -99,11 +99,11 @@ def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
             path = folder / name
             if filenames is not None and os.fspath(path) not in filenames:
                 continue
-            _check_shard_size(path, int(count), layout.frame_size, split_info.name)
+            check_shard_size(path, int(count), layout.frame_size, split_info.name)
             shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
 
 
-def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
+def check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -138,7 +138,7 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
         with open(path, "rb", buffering=0) as stream:
             size = os.fstat(stream.fileno()).st_size
             if size != shard_records * frame_size:  # changed since load() checked it
-                _check_shard_size(Path(path), shard_records, frame_size, "split's")
+                check_shard_size(Path(path), shard_records, frame_size, "split's")
             stream.seek(skip * frame_size)
             got = _read_into(stream, data.data.cast("B"))
     except OSError as exc:

@@ -273,7 +273,11 @@ def _note_unchecked(folder: Path) -> None:
                  "(prepare it again to add that check)", key)
 
 
+def record_crcs(records: Iterable[bytes]) -> np.ndarray:
+    """Each record's CRC32C, in order (one call per record)."""
+    return np.fromiter((google_crc32c.value(record) for record in records), dtype=np.uint32)
+
+
 def identity_of_records(records: Iterable[bytes]) -> ShardIdentity:
-    """The identity of a shard holding ``records``, in order (one CRC32C call per record)."""
-    return ShardIdentity.of(np.fromiter((google_crc32c.value(record) for record in records),
-                                        dtype=np.uint32))
+    """The identity of a shard holding ``records``, in order."""
+    return ShardIdentity.of(record_crcs(records))
