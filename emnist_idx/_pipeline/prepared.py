@@ -10,6 +10,7 @@ each piece of records is read whole and every frame checked (``frames.cut``). An
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from emnist_idx.errors import PreparedDataError, rebuild_command
 DATASET_NAME = configs.DATASET_NAME
 DATASET_INFO = "dataset_info.json"
 # What TFDS reads from a version folder besides the shards, and the keys our builder relies on.
-_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), "metadata.json": ()}
+METADATA = shard_identity.METADATA
+_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), METADATA: ()}
 
 
 def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
@@ -84,6 +86,39 @@ def check_json_files(folder: str | os.PathLike) -> None:
         if missing:
             raise PreparedDataError(path, f"has no {' or '.join(map(repr, missing))} entry",
                                     rebuild_command(folder))
+        if name == METADATA:
+            check_pixel_statistics(path, content)
+
+
+def check_pixel_statistics(path: Path, metadata: dict) -> None:
+    """Raises PreparedDataError naming ``path`` (metadata.json) unless the train split's pixel
+    ``mean`` and ``std`` (0..1 scale) are real numbers that pixels in 0..1 can have:
+    ``0 <= mean <= 1`` and ``1e-3 < std <= sqrt(mean * (1 - mean)) + 1e-6``.
+
+    Datasets prepared by emnist_idx 0.x kept them at the top level; one without them is left to
+    ``normalize="standardize"`` to refuse.
+    """
+    from emnist_idx.emnist_idx_dataset_builder import PIXELS
+
+    moments = metadata.get(PIXELS, metadata if "mean" in metadata or "std" in metadata else None)
+    if moments is None:
+        return
+    if not isinstance(moments, dict) or not {"mean", "std"} <= set(moments):
+        raise PreparedDataError(path, f"{PIXELS!r} must hold the train split's pixel 'mean' and "
+                                      f"'std', found {moments!r}", rebuild_command(path.parent))
+    mean, std = moments["mean"], moments["std"]
+    for key, value in (("mean", mean), ("std", std)):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise PreparedDataError(path, f"the train split's pixel {key} must be a finite number, "
+                                          f"found {value!r}", rebuild_command(path.parent))
+    if not 0 <= mean <= 1:
+        raise PreparedDataError(path, f"the train split's pixel mean must lie in 0..1 (pixels "
+                                      f"scaled to 0..1), found {mean!r}", rebuild_command(path.parent))
+    largest = math.sqrt(mean * (1 - mean)) + 1e-6  # the std of pixels all 0 or 1 in that ratio
+    if not 1e-3 < std <= largest:
+        raise PreparedDataError(path, f"the train split's pixel std must lie in (0.001, {largest:.6g}] "
+                                      f"(the most that pixels in 0..1 with mean {mean!r} allow), "
+                                      f"found {std!r}", rebuild_command(path.parent))
 
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
