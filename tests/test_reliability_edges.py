@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from emnist_idx import PreparedDataError
+from emnist_idx import IdxFormatError, PreparedDataError
+from emnist_idx._format.sources import find_config_files
 from emnist_idx._pipeline.loading import load
 from emnist_idx._prepare.preparing import prepared_builder
 from tests.bundle_factory import DUMMY_GZIP
@@ -56,3 +60,49 @@ def test_metadata_pixel_statistics_at_their_limits_are_accepted(digits_data_dir:
     images, _ = next(iter(load("digits", normalize="standardize", batch_size=4,
                                data_dir=str(data_dir), download=False)))
     assert images.shape == (4, 28, 28, 1)
+
+
+# --- item 5: zips that cannot lie ---
+
+def _zip_with(zip_path: Path, members: list[tuple[str, Path]]) -> Path:
+    """A zip of dummy_data's digits files as gzip/<name>, plus ``members`` (name, content file)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile's "Duplicate name"
+        with zipfile.ZipFile(zip_path, "w") as bundle:
+            for path in sorted(DUMMY_GZIP.glob("emnist-digits-*")):
+                bundle.write(path, f"gzip/{path.name}")
+            for name, content in members:
+                bundle.write(content, name)
+    return zip_path
+
+
+LABELS = "emnist-digits-train-labels-idx1-ubyte.gz"
+
+
+def test_zip_with_two_members_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    """The second member holds mnist's labels: it must not be used in silence."""
+    bundle = _zip_with(tmp_path / "gzip.zip", [
+        (f"gzip/{LABELS}", DUMMY_GZIP / "emnist-mnist-train-labels-idx1-ubyte.gz")])
+    with pytest.raises(IdxFormatError) as caught:
+        find_config_files("digits", [bundle])
+    message = str(caught.value)
+    assert message.startswith(f"{bundle}: holds 2 members that are {LABELS}")
+    assert message.count(f"gzip/{LABELS} (entry") == 2
+
+
+def test_zip_with_two_members_matching_one_emnist_file_is_refused(tmp_path: Path) -> None:
+    gunzipped = tmp_path / "labels"
+    gunzipped.write_bytes(gzip.decompress((DUMMY_GZIP / LABELS).read_bytes()))
+    bundle = _zip_with(tmp_path / "gzip.zip", [(LABELS[: -len(".gz")], gunzipped)])
+    with pytest.raises(IdxFormatError, match=rf"gzip/{LABELS} \(entry \d+\) and "
+                                             rf"{LABELS[:-3]} \(entry \d+\)"):
+        prepared_builder("digits", data_dir=tmp_path / "data", manual_dir=bundle)
+
+
+def test_zip_with_macos_resource_forks_prepares(tmp_path: Path) -> None:
+    fork = tmp_path / "fork"
+    fork.write_bytes(b"\x00\x05\x16\x07" + bytes(100))  # AppleDouble header, not an IDX file
+    bundle = _zip_with(tmp_path / "gzip.zip", [(f"__MACOSX/gzip/._{path.name}", fork)
+                                               for path in DUMMY_GZIP.glob("emnist-digits-*")])
+    builder = prepared_builder("digits", data_dir=tmp_path / "data", manual_dir=bundle)
+    assert builder.info.splits["train"].num_examples == 40
