@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import json
+import logging
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
+import tensorflow_datasets as tfds
 
 from emnist_idx import IdxFormatError, PreparedDataError
 from emnist_idx._format.sources import find_config_files
 from emnist_idx._pipeline.loading import load
 from emnist_idx._prepare.preparing import prepared_builder
-from tests.bundle_factory import DUMMY_GZIP
+from tests.bundle_factory import DUMMY_GZIP, REPO
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +115,103 @@ def test_zip_with_macos_resource_forks_prepares(tmp_path: Path) -> None:
                                                for path in DUMMY_GZIP.glob("emnist-digits-*")])
     builder = prepared_builder("digits", data_dir=tmp_path / "data", manual_dir=bundle)
     assert builder.info.splits["train"].num_examples == 40
+
+
+# --- item 6: clean up after kills; the array_record copy under the prepares' lock ---
+
+ARRAY_TRAIN = "emnist_idx-train.array_record-00000-of-00001"
+_KILLED_COPY = """
+import os, signal, sys
+from etils import epath
+from emnist_idx._prepare import array_records
+partial = array_records._partial_path(epath.Path(sys.argv[1]))
+partial.write_bytes(b"half an array_record shard")
+print(partial, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_partial_array_record_files_of_killed_processes_are_removed(digits_data_dir, tmp_path,
+                                                                     caplog) -> None:
+    data_dir, version_dir = _copy_digits(digits_data_dir, tmp_path)
+    child = subprocess.run([sys.executable, "-c", _KILLED_COPY, str(version_dir / ARRAY_TRAIN)],
+                           capture_output=True, text=True, env=_child_env())
+    assert child.returncode == -signal.SIGKILL
+    leftover = Path(child.stdout.strip())
+    assert leftover.exists() and leftover.name.startswith(f".{ARRAY_TRAIN}.")
+    with caplog.at_level(logging.WARNING, logger="emnist_idx"):
+        source = tfds.data_source("emnist_idx/digits", split="train", data_dir=str(data_dir))
+    assert len(source) == 40 and not leftover.exists()
+    assert any("left by interrupted copies" in record.message for record in caplog.records)
+    assert not list(version_dir.glob(".*.partial"))
+
+
+_HOLD_LOCK = """
+import sys
+from emnist_idx._prepare import locking
+with locking.version_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_array_record_copy_waits_for_the_prepare_lock(digits_data_dir, tmp_path, caplog) -> None:
+    data_dir, version_dir = _copy_digits(digits_data_dir, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(version_dir)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env=_child_env())
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with caplog.at_level(logging.WARNING, logger="emnist_idx"):
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                reading = pool.submit(tfds.data_source, "emnist_idx/digits", split="train",
+                                      data_dir=str(data_dir))
+                while not any("Waiting for another process" in record.message
+                              for record in caplog.records):
+                    assert not reading.done(), reading.result()
+                    time.sleep(0.05)
+                assert not (version_dir / ARRAY_TRAIN).exists()  # nothing written while held
+                holder.stdin.write("\n")
+                holder.stdin.flush()
+                assert len(reading.result(timeout=120)) == 40
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (version_dir / ARRAY_TRAIN).exists()
+
+
+# --- item 7: edges ---
+
+def _child_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3", **extra}
+
+
+def test_data_source_on_a_read_only_folder_says_what_to_write_once(digits_data_dir) -> None:
+    """As a user who cannot write the folder (root: the child runs as nobody through setpriv)."""
+    as_other_user = []
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv: no user to whom the folder is read-only")
+        as_other_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    root = Path(tempfile.mkdtemp(prefix="emnist-ro-"))
+    try:
+        data_dir = root / "data"
+        shutil.copytree(digits_data_dir / "emnist_idx" / "digits", data_dir / "emnist_idx" / "digits")
+        (root / "home").mkdir()
+        for path in [root, root / "home", *data_dir.rglob("*"), data_dir]:
+            path.chmod(0o777 if path.name == "home" else 0o555 if path.is_dir() else 0o444)
+        code = ("import emnist_idx, tensorflow_datasets as tfds; "
+                f"tfds.data_source('emnist_idx/digits', split='train', data_dir='{data_dir}')")
+        child = subprocess.run([*as_other_user, sys.executable, "-c", code], capture_output=True,
+                               text=True, cwd=root, env=_child_env(HOME=str(root / "home")))
+        last = child.stderr.strip().splitlines()[-1]
+        assert child.returncode == 1 and last.startswith("PermissionError: "), child.stderr[-2000:]
+        assert "writes once into this folder beside the TFRecord shards" in last
+        assert (f"Have a user who can write run once: python -c \"import emnist_idx, "
+                f"tensorflow_datasets as tfds; tfds.data_source('emnist_idx/digits', "
+                f"data_dir='{data_dir}')\"") in last
+        assert "open() failed" not in child.stderr
+    finally:
+        for path in root.rglob("*"):
+            path.chmod(0o755)
+        shutil.rmtree(root)
