@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from emnist_idx import configs
 from emnist_idx._prepare import array_records, checks, downloads, locking, shard_identity, shard_writer
+from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
@@ -26,6 +27,14 @@ the zip as downloaded (gzip.zip), its extracted gzip/ folder, the loose emnist-*
 gunzipped IDX files, with the emnist-*-mapping.txt files. Then run
 `tfds build emnist_idx --imports emnist_idx --manual_dir DIR --config CONFIG`.
 """
+
+
+class _DatasetInfo(tfds.core.DatasetInfo):
+    """TFDS's DatasetInfo, without the look for a copy on TFDS's GCS bucket."""
+
+    def initialize_from_bucket(self) -> None:
+        """Does nothing: emnist_idx is never on TFDS's bucket, and TFDS's look leaves an empty
+        ``tmp…tfds`` folder in the temp dir per builder (TFDS's global GCS switch is left alone)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +58,7 @@ class Builder(tfds.core.ShardBasedBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def __init__(self, *args, **kwargs) -> None:
+        check_data_dir(kwargs.get("data_dir"))  # TFDS's own error is a bare KeyError
         super().__init__(*args, **kwargs)
         # The files checked by the prepare in progress. TFDS makes a download manager per
         # download_and_prepare: on Beam it asks for the shard generators after we checked, and is
@@ -72,7 +82,11 @@ class Builder(tfds.core.ShardBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
-        return self.dataset_info_from_configs(
+        metadata = self.get_metadata()
+        return _DatasetInfo(
+            builder=self,
+            description=metadata.description or None,
+            citation=metadata.citation or None,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(
                     shape=configs.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES

@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -215,3 +216,40 @@ def test_data_source_on_a_read_only_folder_says_what_to_write_once(digits_data_d
         for path in root.rglob("*"):
             path.chmod(0o755)
         shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("data_dir", ["ram://emnist", "file:///tmp/emnist"])
+def test_data_dir_tfds_cannot_open_is_one_line_naming_it(data_dir: str) -> None:
+    expected = rf"^data_dir='{re.escape(data_dir)}': TFDS cannot open paths that start with"
+    with pytest.raises(ValueError, match=expected):
+        load("digits", data_dir=data_dir, manual_dir=str(DUMMY_GZIP))
+    with pytest.raises(ValueError, match=expected[1:]):  # tfds.builder wraps it in its own words
+        tfds.builder("emnist_idx/digits", data_dir=data_dir)
+
+
+_TF_STARTUP_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} )")
+
+
+def test_broken_pipe_on_stdout_ends_the_cli_quietly() -> None:
+    """`emnist-idx inspect ... | head -1` with the reader gone before the first line is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        child = subprocess.run([sys.executable, "-m", "emnist_idx.commands.cli", "inspect",
+                                str(DUMMY_GZIP / "emnist-digits-test-labels-idx1-ubyte.gz")],
+                               stdout=write_end, stderr=subprocess.PIPE, text=True,
+                               env=_child_env())
+    finally:
+        os.close(write_end)
+    noise = [line for line in child.stderr.splitlines() if not _TF_STARTUP_LOG.match(line)]
+    assert child.returncode in (0, 141) and noise == [], child.stderr
+
+
+def test_builder_leaves_no_temporary_folder_looking_for_a_gcs_copy(tmp_path, monkeypatch) -> None:
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    for config in ("digits", "letters"):  # not prepared: TFDS would look on its bucket
+        builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(tmp_path / "empty"))
+        assert not builder.is_prepared()
+    assert list(temp.iterdir()) == []

@@ -22,6 +22,7 @@ from emnist_idx import configs
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare import shard_identity, tfrecord_frames
+from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx.errors import PreparedDataError, rebuild_command
 
 DATASET_NAME = configs.DATASET_NAME
@@ -35,6 +36,7 @@ def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
     """``<data_dir>/emnist_idx/<config>/<version>``, found without reading anything in it."""
     from emnist_idx.emnist_idx_dataset_builder import Builder
 
+    check_data_dir(data_dir)
     _, path = file_utils.get_data_dir_and_dataset_dir(
         given_data_dir=os.fspath(data_dir) if data_dir else None, builder_name=DATASET_NAME,
         config_name=config, version=Builder.VERSION)

@@ -10,11 +10,12 @@ import numpy as np
 from emnist_idx import configs
 from emnist_idx._pipeline import prepared
 from emnist_idx._pipeline.frames import RecordLayout
-from emnist_idx._pipeline.reading import CHUNK_RECORDS
 from emnist_idx._prepare import shard_identity
 from emnist_idx._prepare.array_records import ARRAY_RECORD, TFRECORD
 from emnist_idx.commands._common import one_line
 from emnist_idx.errors import PreparedDataError
+
+_PIECE_RECORDS = 16_384  # records read and checked per call: ~14 MB of frames
 
 
 def prepared_folders(root: Path) -> list[Path]:
@@ -65,8 +66,8 @@ def _verify_shard(path: str, count: int, layout: RecordLayout, split: str) -> No
     array_record copy's, if it has one."""
     prepared.check_shard_size(Path(path), count, layout.frame_size, split)
     crcs = np.empty(count, dtype=np.uint32)
-    for skip in range(0, count, CHUNK_RECORDS):
-        take = min(CHUNK_RECORDS, count - skip)
+    for skip in range(0, count, _PIECE_RECORDS):
+        take = min(_PIECE_RECORDS, count - skip)
         prepared.read_records(path, skip, take, count, layout, crcs_out=crcs[skip:skip + take])
     shard_identity.check_records(path, crcs)
     copy = path.replace(f".{TFRECORD.file_suffix}-", f".{ARRAY_RECORD.file_suffix}-")
