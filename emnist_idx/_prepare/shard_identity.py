@@ -236,6 +236,8 @@ def _read_manifest(folder: Path) -> dict[str, object] | None:
     metadata = folder / METADATA
     try:
         content = json.loads(metadata.read_bytes())
+    except FileNotFoundError:  # not a prepared folder (the readers that need one check that)
+        content = {}
     except (OSError, ValueError) as exc:
         raise PreparedDataError(metadata, f"cannot be read as JSON ({exc})",
                                 rebuild_command(folder)) from exc
