@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from etils import epath
 
 import emnist_idx  # noqa: F401 - registers the builder for tfds.load / tfds.data_source
 from emnist_idx import PreparedDataError
@@ -213,3 +214,19 @@ def test_verify_names_a_reordered_shard_and_a_foreign_array_record_copy(prepared
     assert len(lines) == 2
     assert f"{TRAIN}: does not hold the records" in lines[0]
     assert f"{copy}: does not hold the records" in lines[1]
+
+
+def test_beam_prepare_records_each_shards_identity(tmp_path) -> None:
+    """On Beam TFDS's own writer writes the shards; their identities are read back from them."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    builder = tfds.builder("emnist_idx/digits", data_dir=str(tmp_path))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(DUMMY_GZIP), beam_options=PipelineOptions(["--runner=DirectRunner"])))
+    version_dir = tmp_path / "emnist_idx" / "digits" / "1.0.0"
+    for name, count in ((TRAIN, 40), (TEST, 20)):
+        records = array_records.tfrecord_records(epath.Path(version_dir / name), count)
+        assert shard_identity.identity_of_records(records) == shard_identity.expected_identity(
+            version_dir / name)
+    images, _ = load_numpy("digits", data_dir=str(tmp_path), download=False)
+    assert images.shape == (40, 28, 28, 1)
