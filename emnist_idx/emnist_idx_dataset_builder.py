@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._prepare import array_records, checks, downloads, locking, shard_writer
+from emnist_idx._prepare import array_records, checks, downloads, locking, shard_identity, shard_writer
+from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
@@ -23,6 +26,14 @@ the zip as downloaded (gzip.zip), its extracted gzip/ folder, the loose emnist-*
 gunzipped IDX files, with the emnist-*-mapping.txt files. Then run
 `{configs.build_command("CONFIG")}`.
 """
+
+
+class _DatasetInfo(tfds.core.DatasetInfo):
+    """TFDS's DatasetInfo, without the look for a copy on TFDS's GCS bucket."""
+
+    def initialize_from_bucket(self) -> None:
+        """Does nothing: emnist_idx is never on TFDS's bucket, and TFDS's look leaves an empty
+        ``tmp…tfds`` folder in the temp dir per builder (TFDS's global GCS switch is left alone)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +57,7 @@ class Builder(tfds.core.ShardBasedBuilder):
     MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def __init__(self, *, file_format: str | tfds.core.FileFormat | None = None, **kwargs) -> None:
+        check_data_dir(kwargs.get("data_dir"))  # TFDS's own error is a bare KeyError
         super().__init__(**kwargs)  # the format of the prepared dataset, else TFRecord
         if file_format is not None:
             self._request_file_format(tfds.core.FileFormat.from_value(file_format))
@@ -93,7 +105,11 @@ class Builder(tfds.core.ShardBasedBuilder):
 
     def _info(self) -> tfds.core.DatasetInfo:
         # The description and citation are README.md and CITATIONS.bib beside this file (tfds new).
-        return self.dataset_info_from_configs(
+        metadata = self.get_metadata()
+        return _DatasetInfo(
+            builder=self,
+            description=metadata.description or None,
+            citation=metadata.citation or None,
             features=tfds.features.FeaturesDict({
                 "image": tfds.features.Tensor(
                     shape=configs.IMAGE_SHAPE, dtype=np.uint8, encoding=tfds.features.Encoding.BYTES
@@ -112,23 +128,32 @@ class Builder(tfds.core.ShardBasedBuilder):
         download_config: tfds.download.DownloadConfig | None = None,
     ) -> None:
         splits = self._checked_splits(dl_manager)
+        identities: dict[str, list[shard_identity.ShardIdentity]] = {}
         if download_config and (download_config.beam_runner or download_config.beam_options):
             # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
             super()._download_and_prepare(dl_manager, download_config)
             histogram = _pixel_histogram(splits["train"])
+            identities = _written_identities(self.info.splits)
         else:
-            histogram = self._write_splits_in_bulk(splits)
+            histogram = self._write_splits_in_bulk(splits, identities)
         mean, std = histogram.moments()
         # Nested: TFDS's visualizers walk each metadata value as a dict (plain floats crash them).
-        self.info.metadata.update({configs.PIXELS: {"mean": mean, "std": std}})
+        self.info.metadata.update({configs.PIXELS: {"mean": mean, "std": std},
+                                   shard_identity.MANIFEST_KEY: shard_identity.manifest(identities)})
 
     def _as_dataset(self, split, decoders=None, read_config=None, shuffle_files=False):
-        """TFDS's reader; ``shuffle_files=True`` (``tfds.load``'s default for train) shuffles the
-        order of the shards and reads each shard's records in file order, one shard at a time.
+        """TFDS's reader (``tfds.load``, ``as_dataset``), once each TFRecord shard of ``split`` had
+        its count and first and last record checked against those recorded at prepare.
 
-        The dataset stays ordered (``disable_shuffling``): unshuffled reads give record i as
-        example i, which TFDS would no longer do (it would interleave files) without it.
+        ``shuffle_files=True`` (``tfds.load``'s default for train) shuffles the order of the shards
+        and reads each shard's records in file order, one shard at a time. The dataset stays
+        ordered (``disable_shuffling``): unshuffled reads give record i as example i, which TFDS
+        would no longer do (it would interleave files) without it.
         """
+        if self.info.file_format == tfds.core.FileFormat.TFRECORD:
+            record_size = RecordEncoder(self.info.features).record_size
+            for path, count in self._shards(split).items():
+                shard_identity.check_tfrecord_fingerprint(path, count, record_size)
         if shuffle_files:
             read_config = read_config or tfds.ReadConfig()
             cycle = read_config.interleave_cycle_length  # unset: TFDS's MISSING, not an int
@@ -138,17 +163,31 @@ class Builder(tfds.core.ShardBasedBuilder):
         return super()._as_dataset(split, decoders=decoders, read_config=read_config,
                                    shuffle_files=shuffle_files)
 
-    def as_data_source(self, *args, **kwargs):
+    def as_data_source(self, split: object = None, **kwargs: Any) -> Any:
         """TFDS's random-access source (``tfds.data_source``): for a dataset prepared as TFRecord
         only, array_record shards are first copied beside the TFRecord ones (once, recorded in
         dataset_info.json; about 10 s for balanced's 131,600 examples on 2 busy cores)."""
-        if self.is_prepared():
+        if self.is_prepared() and self.info.file_format in (array_records.TFRECORD,
+                                                            array_records.ARRAY_RECORD):
             array_records.add_array_record(self)
-        return super().as_data_source(*args, **kwargs)
+            array_records.check_fingerprints(self._shards(split))
+        return super().as_data_source(split, **kwargs)
 
-    def _write_splits_in_bulk(self, splits: Mapping[str, checks.CheckedSplit]) -> PixelHistogram:
-        """Writes every split's shards; returns the train split's pixel histogram, counted while
-        the images stream by."""
+    def _shards(self, split: object) -> dict[str, int]:
+        """The shards (full path: record count) that ``split`` reads (a split, a list or dict of
+        them, or None: every split)."""
+        names = (list(self.info.splits) if split is None else list(split.values())
+                 if isinstance(split, dict) else list(split) if isinstance(split, (list, tuple))
+                 else [split])
+        return {os.fspath(instruction.filename): instruction.examples_in_shard
+                for name in names for instruction in self.info.splits[name].file_instructions}
+
+    def _write_splits_in_bulk(
+        self, splits: Mapping[str, checks.CheckedSplit],
+        identities: dict[str, list[shard_identity.ShardIdentity]],
+    ) -> PixelHistogram:
+        """Writes every split's shards, recording their identities in ``identities``; returns the
+        train split's pixel histogram, counted while the images stream by."""
         encoder = RecordEncoder(self.info.features)
         histogram = PixelHistogram()
         split_infos = []
@@ -164,6 +203,7 @@ class Builder(tfds.core.ShardBasedBuilder):
                     file_format=self.info.file_format,
                     on_chunk=histogram.add if name == "train" else None,
                     progress=progress.update,
+                    identities=identities.setdefault(name, []),
                 ))
         self.info.set_splits(tfds.core.SplitDict(split_infos))
         return histogram
@@ -234,6 +274,16 @@ def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: in
         for image in chunk:
             yield position, {"image": image[..., None], "label": labels[position - start]}
             position += 1
+
+
+def _written_identities(split_infos: tfds.core.SplitDict
+                        ) -> dict[str, list[shard_identity.ShardIdentity]]:
+    """Each written TFRecord shard's identity, read back from the files (the Beam path)."""
+    return {
+        name: [shard_identity.identity_of_records(array_records.tfrecord_records(path, count))
+               for path, count in zip(split.filepaths, split.shard_lengths)]
+        for name, split in split_infos.items()
+    }
 
 
 def _pixel_histogram(split: checks.CheckedSplit) -> PixelHistogram:

@@ -37,3 +37,4 @@ class PreparedDataError(ValueError):
         self.problem = problem
         self.rebuild = rebuild
         super().__init__(f"{self.path}: {problem}" + (f"; {rebuild}" if rebuild else ""))
+

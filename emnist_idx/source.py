@@ -239,7 +239,7 @@ class Source:
                 mapped = mmap.mmap(stream.fileno(), expected, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
-                                    prepared.rebuild_command(Path(path).parent)) from exc
+                                    configs.rebuild_command(Path(path).parent)) from exc
         as_frames = np.frombuffer(mapped, dtype=np.uint8).reshape(in_shard, -1)
         self._maps[path] = (mapped, as_frames)
         return mapped, as_frames
@@ -298,4 +298,4 @@ def _templates(order: frames.FieldOrder, record_size: int, image_size: int, head
 
 def _named(path: str, record: int, exc: frames.FrameError) -> PreparedDataError:
     return PreparedDataError(path, f"record {record:,} {exc.problem}",
-                             prepared.rebuild_command(Path(path).parent))
+                             configs.rebuild_command(Path(path).parent))

@@ -49,7 +49,7 @@ def test_load_data_bad_config_lists_the_six() -> None:
 
 def test_metadata_nests_the_pixel_statistics(data_dir: str) -> None:
     metadata = tfds.builder("emnist_idx/digits", data_dir=data_dir).info.metadata
-    assert set(metadata) == {"pixels"}
+    assert set(metadata) == {"pixels", "shards"}  # shards: each shard's identity (shard_identity)
     assert set(metadata["pixels"]) == {"mean", "std"} and 0 < metadata["pixels"]["mean"] < 1
 
 

@@ -4,7 +4,9 @@ Accepted shapes, looked up in this order for each file:
   1. loose files in the directory or its ``gzip/`` subfolder: NIST's ``.gz`` names, or the
      gunzipped IDX files (``...-idx3-ubyte`` or ``....idx3-ubyte``);
   2. NIST's bundle ``gzip.zip`` (or any other ``.zip`` there), read member by member, streamed,
-     never extracted. The directory may also be the path of the zip itself.
+     never extracted. The directory may also be the path of the zip itself. A zip holding two
+     members that are one file (the same name twice, or e.g. ``gzip/x.gz`` and ``x``) is refused:
+     which one is meant cannot be known. macOS's ``__MACOSX/._*`` entries match no EMNIST name.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class _Locator:
             else:
                 self.directories += [root, root / _SUBFOLDER]
                 self.zips += _bundles_in(root)
-        self._members: dict[Path, set[str]] = {}
+        self._members: dict[Path, list[str]] = {}
 
     def find(self, gz_name: str) -> SourceFile | None:
         names = candidate_names(gz_name)
@@ -123,21 +125,27 @@ class _Locator:
                 if (directory / name).exists():
                     check_regular(directory / name)  # a FIFO or folder by that name: say so now
                     return SourceFile(directory / name)
+        wanted = {member for name in names for member in (f"{_SUBFOLDER}/{name}", name)}
         for bundle in self.zips:
-            members = self._zip_members(bundle)
-            for name in names:
-                for member in (f"{_SUBFOLDER}/{name}", name):
-                    if member in members:
-                        return SourceFile(bundle, member)
+            # (entry number, name) of every member that is this file: one may be, never two
+            matching = [(number, member) for number, member in enumerate(self._zip_members(bundle), 1)
+                        if member in wanted]
+            if len(matching) > 1:
+                raise IdxFormatError(bundle, f"holds {len(matching)} members that are {gz_name}: "
+                                             f"{' and '.join(f'{m} (entry {n})' for n, m in matching)}; "
+                                             "expected exactly one (which is the real one?)")
+            if matching:
+                return SourceFile(bundle, matching[0][1])
         return None
 
-    def _zip_members(self, bundle: Path) -> set[str]:
+    def _zip_members(self, bundle: Path) -> list[str]:
+        """The bundle's member names in their order, each as often as it occurs."""
         if bundle not in self._members:
             try:
                 with zipfile.ZipFile(bundle) as opened:
-                    self._members[bundle] = set(opened.namelist())
+                    self._members[bundle] = opened.namelist()
             except (zipfile.BadZipFile, OSError):
-                self._members[bundle] = set()
+                self._members[bundle] = []
         return self._members[bundle]
 
     def searched(self) -> list[str]:

@@ -31,7 +31,7 @@ import tensorflow_datasets as tfds
 
 from emnist_idx._prepare.records import RecordEncoder
 from emnist_idx._prepare.tfrecord_frames import (
-    FOOTER_SIZE, HEADER_SIZE, MASK_DELTA, crc_byte_table, frame_header)
+    FOOTER_SIZE, HEADER_SIZE, crc_byte_table, frame_header, record_crcs, unmasked_crc)
 
 FRAMING_BYTES = HEADER_SIZE + FOOTER_SIZE  # 8 length + 4 length CRC, then 4 record CRC
 _HEADER_BYTES = HEADER_SIZE
@@ -236,7 +236,7 @@ def _raise_first_bad_frame(frames: np.ndarray, record_size: int) -> None:
         length = int(frames[bad[0], :8].view("<u8")[0])
         raise FrameError(bad[0], f"has a frame header (length {length:,}) that is not the "
                                  f"{record_size}-byte record frame expected")
-    stored = _unmask(np.ascontiguousarray(frames[:, -4:]).view("<u4").reshape(len(frames)))
+    stored = record_crcs(frames)
     for index in range(len(frames)):
         record = np.ascontiguousarray(frames[index, _HEADER_BYTES:-4])
         if google_crc32c.value(record) != stored[index]:
@@ -246,12 +246,6 @@ def _raise_first_bad_frame(frames: np.ndarray, record_size: int) -> None:
 
 
 _expected_header = functools.lru_cache(maxsize=4)(frame_header)
-
-
-def _unmask(masked: np.ndarray) -> np.ndarray:
-    """The CRC inside TFRecord's masked CRC (``tfrecord_frames.masked_crc`` undone)."""
-    rotated = masked.astype(np.uint32, copy=False) - np.uint32(MASK_DELTA)  # wraps modulo 2**32
-    return (rotated >> np.uint32(17)) | (rotated << np.uint32(15))
 
 
 def _implied_crc(stored_words: np.ndarray, record_size: int) -> int:
@@ -264,7 +258,7 @@ def _implied_crc(stored_words: np.ndarray, record_size: int) -> int:
     CRC's initial and final inversions). So the whole is ``s4(sum_i S^(n-1-i)(record_crc_i ^
     stored_word_i)) ^ sum_i S^(n-1-i)(K)``, where sums are XORs: ``_sum_of_powers``.
     """
-    linear = _sum_of_powers(_unmask(stored_words) ^ stored_words, record_size + FRAMING_BYTES)
+    linear = _sum_of_powers(unmasked_crc(stored_words) ^ stored_words, record_size + FRAMING_BYTES)
     return int(_shift(4)(linear) ^ _frames_constant(record_size, len(stored_words)))
 
 

@@ -10,6 +10,7 @@ each piece of records is read whole and every frame checked (``frames.cut``). An
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -20,18 +21,22 @@ from tensorflow_datasets.core.utils import file_utils
 from emnist_idx import configs
 from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.frames import RecordLayout
+from emnist_idx._prepare import shard_identity, tfrecord_frames
+from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx.errors import PreparedDataError
 
 DATASET_NAME = configs.DATASET_NAME
 DATASET_INFO = "dataset_info.json"
 # What TFDS reads from a version folder besides the shards, and the keys our builder relies on.
-_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), "metadata.json": ()}
+METADATA = shard_identity.METADATA
+_JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), METADATA: ()}
 
 
 def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
     """``<data_dir>/emnist_idx/<config>/<version>``, found without reading anything in it."""
     from emnist_idx.emnist_idx_dataset_builder import Builder
 
+    check_data_dir(data_dir)
     _, path = file_utils.get_data_dir_and_dataset_dir(
         given_data_dir=os.fspath(data_dir) if data_dir else None, builder_name=DATASET_NAME,
         config_name=config, version=Builder.VERSION)
@@ -83,11 +88,43 @@ def check_json_files(folder: str | os.PathLike) -> None:
         if missing:
             raise PreparedDataError(path, f"has no {' or '.join(map(repr, missing))} entry",
                                     configs.rebuild_command(folder))
+        if name == METADATA:
+            check_pixel_statistics(path, content)
+
+
+def check_pixel_statistics(path: Path, metadata: dict) -> None:
+    """Raises PreparedDataError naming ``path`` (metadata.json) unless the train split's pixel
+    ``mean`` and ``std`` (0..1 scale) are real numbers that pixels in 0..1 can have:
+    ``0 <= mean <= 1`` and ``1e-3 < std <= sqrt(mean * (1 - mean)) + 1e-6``.
+
+    Datasets prepared by emnist_idx 0.x kept them at the top level; one without them is left to
+    ``normalize="standardize"`` to refuse.
+    """
+    moments = metadata.get(configs.PIXELS, metadata if "mean" in metadata or "std" in metadata else None)
+    if moments is None:
+        return
+    if not isinstance(moments, dict) or not {"mean", "std"} <= set(moments):
+        raise PreparedDataError(path, f"{configs.PIXELS!r} must hold the train split's pixel 'mean' and "
+                                      f"'std', found {moments!r}", configs.rebuild_command(path.parent))
+    mean, std = moments["mean"], moments["std"]
+    for key, value in (("mean", mean), ("std", std)):
+        if type(value) not in (int, float) or not math.isfinite(value):
+            raise PreparedDataError(path, f"the train split's pixel {key} must be a finite number, "
+                                          f"found {value!r}", configs.rebuild_command(path.parent))
+    if not 0 <= mean <= 1:
+        raise PreparedDataError(path, f"the train split's pixel mean must lie in 0..1 (pixels "
+                                      f"scaled to 0..1), found {mean!r}", configs.rebuild_command(path.parent))
+    largest = math.sqrt(mean * (1 - mean)) + 1e-6  # the std of pixels all 0 or 1 in that ratio
+    if not 1e-3 < std <= largest:
+        raise PreparedDataError(path, f"the train split's pixel std must lie in (0.001, {largest:.6g}] "
+                                      f"(the most that pixels in 0..1 with mean {mean!r} allow), "
+                                      f"found {std!r}", configs.rebuild_command(path.parent))
 
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
                  filenames: set[str] | None = None) -> None:
-    """Checks each shard's size against its record count from dataset_info.json (one stat each).
+    """Checks each shard's size against its record count from dataset_info.json (one stat each),
+    and its fingerprint against metadata.json's (two small reads each: ``shard_identity``).
 
     Only the shards in ``filenames`` (full paths) when given, else every shard of every split.
     """
@@ -97,10 +134,11 @@ def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
             path = folder / name
             if filenames is not None and os.fspath(path) not in filenames:
                 continue
-            _check_shard_size(path, int(count), layout.frame_size, split_info.name)
+            check_shard_size(path, int(count), layout.frame_size, split_info.name)
+            shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
 
 
-def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
+def check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -117,10 +155,11 @@ def _check_shard_size(path: Path, count: int, frame_size: int, split: str) -> No
 
 
 def read_records(path: str, skip: int, take: int, shard_records: int, layout: RecordLayout,
-                 images_out: np.ndarray | None = None, frames_buffer: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
+                 images_out: np.ndarray | None = None, frames_buffer: np.ndarray | None = None,
+                 crcs_out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Records ``skip`` to ``skip + take`` of a shard of ``shard_records`` records, checked, as
-    uint8 images (written into ``images_out`` when given) and int64 labels.
+    uint8 images (written into ``images_out`` when given) and int64 labels. Their CRC32Cs, once
+    checked, go into ``crcs_out`` when given (for ``shard_identity``).
 
     The frames are read into ``frames_buffer`` (uint8, at least ``take`` rows of the frame size)
     when given: reused across calls, its pages are not faulted in and zeroed again for each one.
@@ -134,7 +173,7 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
         with open(path, "rb", buffering=0) as stream:
             size = os.fstat(stream.fileno()).st_size
             if size != shard_records * frame_size:  # changed since load() checked it
-                _check_shard_size(Path(path), shard_records, frame_size, "split's")
+                check_shard_size(Path(path), shard_records, frame_size, "split's")
             stream.seek(skip * frame_size)
             got = _read_into(stream, data.data.cast("B"))
     except OSError as exc:
@@ -145,10 +184,13 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
             path, f"ends after {skip + got // frame_size:,} records; expected at least "
                   f"{skip + take:,} (dataset_info.json)", configs.rebuild_command(Path(path).parent))
     try:
-        return frames.cut(data, layout, images_out)
+        images, labels = frames.cut(data, layout, images_out)
     except frames.FrameError as exc:
         raise PreparedDataError(path, f"record {skip + exc.index:,} {exc.problem}",
                                 configs.rebuild_command(Path(path).parent)) from None
+    if crcs_out is not None:
+        crcs_out[...] = tfrecord_frames.record_crcs(data)
+    return images, labels
 
 
 def _read_into(stream, buffer: memoryview) -> int:

@@ -29,6 +29,7 @@ from emnist_idx import configs
 from emnist_idx._pipeline import prepared, splits, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.frames import RecordLayout
+from emnist_idx._prepare.shard_identity import ShardReads
 
 CHUNK_RECORDS = 16_384  # records read and cut per call; also the unit a shuffled epoch reorders
 PIECE_RECORDS = CHUNK_RECORDS  # a file instruction is cut into pieces of this many records
@@ -96,13 +97,14 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     largest = max(take for _, _, take, _ in pieces)
     for _ in range(workers):
         buffers.put(np.empty((largest, source.layout.frame_size), dtype=np.uint8))
+    shard_reads = ShardReads()  # each shard's digest, from the CRCs checked as it is read
 
     def read(index: int) -> None:
         start, stop = starts[index], starts[index + 1]
         buffer = buffers.get()
         try:
             _read_pieces_into(pieces[index:index + 1], source.layout, images[start:stop],
-                              labels[start:stop], buffer)
+                              labels[start:stop], shard_reads, buffer)
         finally:
             buffers.put(buffer)
 
@@ -114,16 +116,19 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _read_pieces_into(pieces: list[tuple[str, int, int, int]], layout: RecordLayout,
-                      images: np.ndarray, labels: np.ndarray,
+                      images: np.ndarray, labels: np.ndarray, shard_reads: ShardReads,
                       frames_buffer: np.ndarray | None = None) -> None:
     """Reads and checks ``pieces`` (filename, skip, take, records in shard), one after the other,
     into ``images`` and ``labels``, which hold exactly their records (through ``frames_buffer``
-    when given: ``prepared.read_records``)."""
+    when given: ``prepared.read_records``); ``shard_reads`` checks that they are the shards'
+    prepared records."""
     position = 0
     for filename, skip, take, in_shard in pieces:
+        crcs = np.empty(take, dtype=np.uint32)
         _, labels[position:position + take] = prepared.read_records(
             filename, skip, take, in_shard, layout, images[position:position + take],
-            frames_buffer)
+            frames_buffer, crcs)
+        shard_reads.add(filename, skip, crcs, in_shard)
         position += take
 
 
@@ -163,6 +168,7 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
         pieces = pieces.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
     pieces = pieces.batch(INTERLEAVED_PIECES if shuffle else 1)
     layout = source.layout
+    shard_reads = ShardReads()  # digests are checked as each shard's last piece is read
 
     def read(names: np.ndarray, starts: np.ndarray, counts: np.ndarray, totals: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +176,7 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
         labels = np.empty((len(images),), dtype=np.int64)
         _read_pieces_into([(name.decode(), int(skip), int(take), int(total)) for
                            name, skip, take, total in zip(names, starts, counts, totals)],
-                          layout, images, labels)
+                          layout, images, labels, shard_reads)
         return images, labels
 
     def read_op(names, starts, counts, totals):

@@ -21,6 +21,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.utils import shard_utils
 
 from emnist_idx._prepare import tfrecord_frames
+from emnist_idx._prepare.shard_identity import ShardDigest, ShardIdentity
 from emnist_idx._prepare.records import RecordEncoder
 
 T = TypeVar("T")
@@ -52,8 +53,10 @@ def write_split(
     file_format: tfds.core.FileFormat,
     on_chunk: Callable[[np.ndarray], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    identities: list[ShardIdentity] | None = None,
 ) -> tfds.core.SplitInfo:
-    """Writes one split's shards and returns its SplitInfo.
+    """Writes one split's shards and returns its SplitInfo; appends each shard's identity (its
+    records' CRC32Cs, ``shard_identity``) to ``identities`` when given.
 
     ``read_images(start, stop)`` yields upright image chunks for those examples; it is called once,
     for the whole split, and runs in a background thread. ``on_chunk`` sees every image once, in
@@ -71,10 +74,13 @@ def write_split(
             progress(len(images))
 
     pieces = _shard_pieces(_prefetched(read_images(0, len(labels))), shards)
+    digests = [ShardDigest() for _ in shards]
     if file_format == tfds.core.FileFormat.TFRECORD:
-        _write_tfrecord_shards(paths, pieces, labels, encoder, written)
+        _write_tfrecord_shards(paths, pieces, labels, encoder, written, digests)
     else:
-        _write_adapter_shards(paths, pieces, labels, encoder, file_format, written)
+        _write_adapter_shards(paths, pieces, labels, encoder, file_format, written, digests)
+    if identities is not None:
+        identities.extend(digest.identity() for digest in digests)
     return tfds.core.SplitInfo(
         name=split_name,
         shard_lengths=[stop - start for start, stop in shards],
@@ -106,7 +112,8 @@ def _shard_pieces(chunks: Iterable[np.ndarray], shards: Sequence[tuple[int, int]
 
 def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
                            labels: np.ndarray, encoder: RecordEncoder,
-                           written: Callable[[np.ndarray], None]) -> None:
+                           written: Callable[[np.ndarray], None],
+                           digests: Sequence[ShardDigest]) -> None:
     """Frames the pieces in a background thread and writes them here, one shard file after another
     (every shard file is created, also an empty one)."""
     framed = _prefetched(
@@ -125,6 +132,7 @@ def _write_tfrecord_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
     try:
         for shard, images, frames in framed:
             stream_for(shard).write(frames.data)
+            digests[shard].add(tfrecord_frames.record_crcs(frames))
             written(images)
         stream_for(len(paths) - 1)
     finally:
@@ -142,7 +150,8 @@ def _frames(encoder: RecordEncoder, images: np.ndarray, labels: np.ndarray) -> n
 def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
                           labels: np.ndarray, encoder: RecordEncoder,
                           file_format: tfds.core.FileFormat,
-                          written: Callable[[np.ndarray], None]) -> None:
+                          written: Callable[[np.ndarray], None],
+                          digests: Sequence[ShardDigest]) -> None:
     """Formats other than TFRecord go through TFDS's own adapter, one shard at a time."""
     adapter = tfds.core.file_adapters.ADAPTER_FOR_FORMAT[file_format]
     grouped = itertools.groupby(pieces, key=lambda piece: piece[0])
@@ -151,15 +160,18 @@ def _write_adapter_shards(paths: Sequence[epath.Path], pieces: Iterable[Piece],
         group: Iterable[Piece] = ()
         if current is not None and current[0] == index:
             group, current = current[1], None
-        adapter.write_examples(path, _keyed_records(group, labels, encoder, written))
+        adapter.write_examples(path, _keyed_records(group, labels, encoder, written,
+                                                    digests[index]))
         if current is None:  # the group was written: on to the next shard's pieces
             current = next(grouped, None)
 
 
 def _keyed_records(pieces: Iterable[Piece], labels: np.ndarray, encoder: RecordEncoder,
-                   written: Callable[[np.ndarray], None]) -> Iterator[tuple[int, bytes]]:
+                   written: Callable[[np.ndarray], None], digest: ShardDigest
+                   ) -> Iterator[tuple[int, bytes]]:
     for _, start, images in pieces:
         rows = encoder.encode(images, labels[start : start + len(images)])
+        digest.add(tfrecord_frames.crc32c_rows(rows))
         data = rows.tobytes()
         size = encoder.record_size
         for key, offset in enumerate(range(0, len(data), size), start):

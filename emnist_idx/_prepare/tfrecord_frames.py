@@ -105,6 +105,17 @@ def masked_crc(crc: np.ndarray) -> np.ndarray:
     return (rotated + np.uint32(MASK_DELTA)).astype("<u4")  # wraps modulo 2**32
 
 
+def unmasked_crc(masked: np.ndarray) -> np.ndarray:
+    """The CRC inside TFRecord's masked CRC (``masked_crc`` undone)."""
+    rotated = masked.astype(np.uint32, copy=False) - np.uint32(MASK_DELTA)  # wraps modulo 2**32
+    return (rotated >> np.uint32(17)) | (rotated << np.uint32(15))
+
+
+def record_crcs(frames: np.ndarray) -> np.ndarray:
+    """The records' CRC32Cs stored in the footers of a (count, frame size) uint8 array of frames."""
+    return unmasked_crc(np.ascontiguousarray(frames[:, -FOOTER_SIZE:]).view("<u4").reshape(len(frames)))
+
+
 def empty_frames(count: int, length: int) -> np.ndarray:
     """A (count, 16 + length) uint8 array for ``count`` frames of ``length``-byte records, their
     headers filled in; the records go into ``record_view(frames)``, then ``seal`` adds the CRCs."""

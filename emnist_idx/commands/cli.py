@@ -9,6 +9,8 @@ line per problem on stderr), 2 a usage error (from argparse), 130 interrupted. A
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import traceback
 from collections.abc import Sequence
@@ -51,7 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_.code if isinstance(exit_.code, int) else 1
     debug = args.debug or debug_from_env()
     try:
-        return _COMMANDS[args.command].run(args)
+        code = _COMMANDS[args.command].run(args)
+        sys.stdout.flush()  # a reader that went away is met here, not at interpreter exit
+        return code
+    except BrokenPipeError:  # stdout's reader closed it (`emnist-idx ... | head -1`): end quietly
+        _silence_stdout()
+        return 128 + signal.SIGPIPE  # 141, as Unix tools killed by SIGPIPE report it
     except KeyboardInterrupt:
         error("interrupted")
         return 130
@@ -61,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         error(describe(exc, hint=not debug))
         return 1
 
+
+def _silence_stdout() -> None:
+    """Points stdout at /dev/null, so that the interpreter's last flush of what is left in its
+    buffer does not raise BrokenPipeError again (printed as "Exception ignored")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

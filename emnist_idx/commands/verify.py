@@ -16,6 +16,7 @@ from emnist_idx.commands._common import FILE_ERRORS, PROGRESS_BYTES, error, one_
 from emnist_idx.errors import IdxFormatError
 from emnist_idx._format.idx import IdxReader, read_header
 from emnist_idx._format.sources import BUNDLE_NAME, SourceFile, ConfigFiles, find_config_files
+from emnist_idx.commands.verify_prepared import prepared_folders, verify_prepared
 
 NAME = "verify"
 _CHUNK_RECORDS = 8192
@@ -24,18 +25,21 @@ _CHUNK_RECORDS = 8192
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         NAME,
-        help="check a whole EMNIST bundle (directory or gzip.zip)",
+        help="check a whole EMNIST bundle (directory or gzip.zip), or prepared data",
         description="Checks that every file of each config is present, that headers are valid, that "
                     "image and label counts agree, that labels are classes of the mapping, and reads "
                     "every images file to its end (truncated downloads are the usual damage). When "
                     f"the bundle is (or holds) a {BUNDLE_NAME}, its sha256 is compared with NIST's "
                     "from checksums.tsv: a difference is a warning (bundles not made by NIST, such "
                     "as dummy_data, differ), an error with --strict. Prints one line per problem "
-                    "and exits with 1 if there is any.",
+                    "and exits with 1 if there is any. Given prepared data instead (a data_dir, or "
+                    "a version folder <data_dir>/emnist_idx/<config>/<version>), it checks its JSON "
+                    "files, reads every shard's records (framing, CRC32C, label) and checks that "
+                    "each shard (and its array_record copy) is the one prepared.",
     )
     parser.add_argument("bundle", metavar="DIR_OR_ZIP",
                         help="a directory with NIST's files (or their gzip/ folder, or gzip.zip), "
-                             "or the zip itself")
+                             "or the zip itself; or a data_dir or version folder of prepared data")
     parser.add_argument("--config", action="append", choices=configs.CONFIGS, metavar="CONFIG",
                         help=f"a config to check (repeatable; default: all six: "
                              f"{', '.join(configs.CONFIGS)})")
@@ -51,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
         error(f"{root}: not a zip file (a truncated or damaged download?)")
         return 1
     problems: list[str] = []
+    if root.is_dir() and (folders := prepared_folders(root)):
+        print(f"Verifying prepared data in {root}")
+        for folder in folders:
+            if not args.config or folder.parent.name in args.config:
+                problems += verify_prepared(folder)
+        return _report(problems)
     chosen = list(dict.fromkeys(args.config or configs.CONFIGS))
     print(f"Verifying {root} ({', '.join(chosen)})")
     for config in chosen:
@@ -61,6 +71,11 @@ def run(args: argparse.Namespace) -> int:
         if root.is_dir() and _has_loose_files(root):
             print(f"note: the loose files were checked, not the members of {bundle}; "
                   f"run `emnist-idx verify {bundle}` to check those")
+    return _report(problems)
+
+
+def _report(problems: list[str]) -> int:
+    """Prints each problem and the verdict; returns the exit code."""
     for problem in problems:
         error(problem)
     if problems:
