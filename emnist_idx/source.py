@@ -85,7 +85,7 @@ class Source:
     def __init__(self, config: str = configs.DEFAULT_CONFIG, split: splits.SplitArg = "train",
                  data_dir: str | os.PathLike | None = None, *, download: bool = False,
                  manual_dir: str | os.PathLike | None = None) -> None:
-        from emnist_idx._prepare.preparing import prepared_builder
+        from emnist_idx._pipeline.preparing import prepared_builder
 
         configs.check_config(config)
         if not isinstance(download, bool):

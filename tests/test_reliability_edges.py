@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from emnist_idx import IdxFormatError, PreparedDataError
 from emnist_idx._format.sources import find_config_files
 from emnist_idx._pipeline.loading import load
-from emnist_idx._prepare.preparing import prepared_builder
+from emnist_idx._pipeline.preparing import prepared_builder
 from tests.bundle_factory import DUMMY_GZIP, REPO
 
 

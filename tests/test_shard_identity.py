@@ -22,7 +22,7 @@ import emnist_idx  # noqa: F401 - registers the builder for tfds.load / tfds.dat
 from emnist_idx import PreparedDataError
 from emnist_idx._pipeline.loading import load, load_numpy
 from emnist_idx._prepare import array_records, shard_identity
-from emnist_idx._prepare.preparing import prepared_builder
+from emnist_idx._pipeline.preparing import prepared_builder
 from emnist_idx.commands import cli
 from emnist_idx.synthetic import write_config_files
 from tests.bundle_factory import DUMMY_GZIP
