@@ -25,6 +25,7 @@ import numpy as np
 from emnist_idx import configs
 from emnist_idx._pipeline import frames, prepared, splits
 from emnist_idx._pipeline.frames import RecordLayout
+from emnist_idx._prepare.shard_identity import ShardReads, check_fingerprint
 from emnist_idx._prepare.tfrecord_frames import MASK_DELTA
 from emnist_idx.errors import PreparedDataError
 
@@ -199,12 +200,17 @@ class Source:
         for _ in range(workers):
             buffers.put(np.empty((_PIECE_RECORDS, self._frame_size), dtype=np.uint8))
 
+        shard_reads = ShardReads()  # each whole shard read is checked against its digest
+
         def read(piece: tuple[str, int, int, int, int]) -> None:
             path, record, count, in_shard, at = piece
             buffer = buffers.get()
             try:
+                crcs = np.empty(count, dtype=np.uint32)
                 _, labels[at:at + count] = prepared.read_records(
-                    path, record, count, in_shard, self._layout, images[at:at + count], buffer)
+                    path, record, count, in_shard, self._layout, images[at:at + count], buffer,
+                    crcs)
+                shard_reads.add(path, record, crcs, in_shard)
             finally:
                 buffers.put(buffer)
 
@@ -241,6 +247,12 @@ class Source:
             raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
                                     configs.rebuild_command(Path(path).parent)) from exc
         as_frames = np.frombuffer(mapped, dtype=np.uint8).reshape(in_shard, -1)
+        # A swapped, foreign or stale shard of the right size: its count and first and last
+        # record are not those recorded at prepare (each record's own CRC is checked as it is read).
+        if in_shard:
+            check_fingerprint(path, in_shard, *(google_crc32c.value(
+                as_frames[index, frames.HEADER_SIZE:frames.HEADER_SIZE + self._layout.record_size])
+                for index in (0, in_shard - 1)))
         self._maps[path] = (mapped, as_frames)
         return mapped, as_frames
 

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from etils import epath
 
-import emnist_idx  # noqa: F401 - registers the builder for tfds.load / tfds.data_source
+import emnist_idx  # registers the builder for tfds.load / tfds.data_source
 from emnist_idx import PreparedDataError
 from emnist_idx._pipeline.loading import load, load_numpy
 from emnist_idx._prepare import array_records, shard_identity
@@ -72,6 +72,8 @@ def _every_reader_refuses(version_dir: Path, shard: str, split: str = "train") -
                                             download=False)),
         "tfds.data_source": lambda: tfds.data_source("emnist_idx/digits", split=split,
                                                      data_dir=data_dir, download=False)[0],
+        "Source[i]": lambda: emnist_idx.Source("digits", split, data_dir=data_dir)[3],
+        "Source[:]": lambda: emnist_idx.Source("digits", split, data_dir=data_dir)[:],
     }
     for name, read in readers.items():
         with pytest.raises(PreparedDataError) as caught:
@@ -120,7 +122,8 @@ def test_records_reordered_inside_a_shard_fail_the_full_digest(prepared, tmp_pat
                  lambda: list(load("digits", batch_size=8, cache=True, data_dir=data_dir,
                                    download=False)),
                  lambda: list(load("digits", batch_size=8, cache=False, data_dir=data_dir,
-                                   download=False))):
+                                   download=False)),
+                 lambda: emnist_idx.Source("digits", data_dir=data_dir)[:]):
         with pytest.raises((PreparedDataError, tf.errors.InvalidArgumentError),
                            match=r"emnist_idx-train\.tfrecord.*does not hold the records"):
             read()
