@@ -113,8 +113,9 @@ class RecordLayout:
     """The fixed-size records TFDS's serializer writes for a features spec.
 
     A ``tf.train.Example`` keeps its features in a protobuf map, whose serialized order depends on
-    the writing process (string hashing), so records may hold image and label in either order:
-    ``orders`` has each, the writing process's first.
+    the writing process (string hashing) for TFDS's writer and for datasets we wrote before fixing
+    the order, so records may hold image and label in either order: ``orders`` has each, the one
+    our writers use now (sorted keys, ``_prepare/records.py``) first.
     """
 
     record_size: int
