@@ -96,3 +96,14 @@ def test_two_hash_seeds_write_identical_shards(tmp_path: Path) -> None:
     first, second = (prepare_in_child(tmp_path / seed, "letters", seed) for seed in HASH_SEEDS)
     assert len(first["shards"]) == 2  # train and test
     assert first["shards"] == second["shards"]
+
+
+@pytest.mark.parametrize("label", [0, 9, 61])
+def test_fixed_order_is_protobuf_s_deterministic_serialization(label: int) -> None:
+    import tensorflow as tf
+
+    encoder = RecordEncoder(_features(62))
+    image = np.full((28, 28, 1), 200, np.uint8)
+    for record in _both_orders(encoder.encode_one_as_tfds(image, label)):
+        expected = tf.train.Example.FromString(record).SerializeToString(deterministic=True)
+        assert fixed_order(record) == expected

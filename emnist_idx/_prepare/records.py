@@ -16,7 +16,6 @@ that order. Readers accept both orders (``_pipeline/frames.py``).
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 
@@ -91,5 +90,38 @@ class RecordEncoder:
 
 
 def fixed_order(record: bytes) -> bytes:
-    """A serialized ``tf.train.Example`` with its feature map in sorted key order."""
-    return tf.train.Example.FromString(record).SerializeToString(deterministic=True)
+    """A serialized ``tf.train.Example`` with its feature map's entries sorted by key, as
+    protobuf's deterministic serialization writes them (no TensorFlow needed)."""
+    start, spans = feature_entries(record)
+    entries = sorted((_entry_key(record, span), record[span[0]:span[1]]) for span in spans)
+    return record[:start] + b"".join(entry for _, entry in entries)
+
+
+def feature_entries(record: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """Where a serialized Example's feature map entries start, and each entry's (start, stop)."""
+    start = _varint_end(record, 1)  # field 1 (features), then its length
+    spans = []
+    position = start
+    while position < len(record):
+        length_end = _varint_end(record, position + 1)  # each map entry: field 1, length
+        stop = length_end + _varint(record[position + 1:length_end])
+        spans.append((position, stop))
+        position = stop
+    return start, spans
+
+
+def _entry_key(record: bytes, span: tuple[int, int]) -> bytes:
+    """The key of the map entry at ``span``: its field 1 (tag, length, bytes)."""
+    body = _varint_end(record, span[0] + 1)
+    key_start = _varint_end(record, body + 1)
+    return record[key_start:key_start + _varint(record[body + 1:key_start])]
+
+
+def _varint_end(data: bytes, position: int) -> int:
+    while data[position] & 0x80:
+        position += 1
+    return position + 1
+
+
+def _varint(data: bytes) -> int:
+    return sum((byte & 0x7F) << (7 * index) for index, byte in enumerate(data))
