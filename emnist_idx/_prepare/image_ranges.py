@@ -6,7 +6,7 @@ seek index of each gzip images file once (indexed_gzip: a seek point every 16 Mi
 and ~1.8 s for full-size byclass train) and each worker seeks straight to its first image. Raw
 IDX files are seeked directly. A zip member that is stored (NIST's gzip.zip stores its .gz files)
 is read as a byte range of the zip; a deflated member has no random access and is streamed from its
-start, as before.
+start, as before; so is every gzip file where indexed_gzip (the ``beam`` extra) is not installed.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import zipfile
 from collections.abc import Iterator
 from typing import BinaryIO
 
-import indexed_gzip
 import numpy as np
 
 from emnist_idx._format.files import open_regular
@@ -35,6 +34,10 @@ _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, ..., file name length, e
 def gzip_index(source: SourceFile) -> bytes | None:
     """The exported seek index of a gzip file; None for a raw file (it needs none) or a deflated
     zip member (it cannot use one)."""
+    try:
+        import indexed_gzip
+    except ImportError:
+        return None
     with _seekable(source) as raw:
         if raw is None or raw.read(2) != _GZIP_MAGIC:
             return None
@@ -52,10 +55,10 @@ def iter_upright_range(source: SourceFile, index: bytes | None, header_size: int
     """Upright (k, 28, 28) uint8 chunks of images ``start:stop`` of a checked images file whose
     header is ``header_size`` bytes; ``index`` is ``gzip_index(source)``."""
     with _seekable(source) as raw:
-        if raw is None:  # a deflated zip member: no random access
+        if raw is None or (index is None and raw.read(2) == _GZIP_MAGIC):  # no random access
             yield from checks.iter_upright(source, start, stop, records_per_chunk)
             return
-        with _decompressed(raw, index) as stream:
+        with _decompressed(raw, index) as stream:  # the seek is absolute: read(2) does not matter
             stream.seek(header_size + start * _IMAGE_BYTES)
             position = start
             while position < stop:
@@ -75,6 +78,8 @@ def _decompressed(raw: BinaryIO, index: bytes | None) -> Iterator[BinaryIO]:
     if index is None:
         yield raw
         return
+    import indexed_gzip
+
     with indexed_gzip.IndexedGzipFile(fileobj=raw, drop_handles=False) as stream:
         stream.import_index(fileobj=io.BytesIO(index))
         yield stream
