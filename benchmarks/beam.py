@@ -60,7 +60,8 @@ def prepare(mode: str, config: str, bundle: Path, data_dir: Path) -> dict:
         while not stop.is_set():
             for child in me.children(recursive=True):
                 try:
-                    if "sdk_worker_main" in " ".join(child.cmdline()):  # Beam's SDK workers
+                    command = child.cmdline()  # Beam's SDK workers (not the shells that start them)
+                    if child.name().startswith("python") and "sdk_worker_main" in " ".join(command):
                         peaks[child.pid] = max(peaks.get(child.pid, 0), child.memory_info().rss)
                 except psutil.Error:
                     pass
