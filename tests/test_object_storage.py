@@ -1,4 +1,4 @@
-"""A data_dir on gs://, against a local GCS emulator reached through etils.epath and gcsfs."""
+"""A data_dir on gs:// (prepare, load cached and streamed, load_numpy, load_data), against a local GCS emulator reached through etils.epath and gcsfs."""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ import emnist_idx
 from emnist_idx._pipeline import prepared
 data_dir = "gs://{BUCKET}/tfds"
 x, y = emnist_idx.load_numpy("digits", "test", data_dir=data_dir, manual_dir={str(DUMMY_GZIP)!r})
+batches = {{str(cache): [(b[0].numpy().tolist(), b[1].numpy().tolist()) for b in
+                        emnist_idx.load("digits", "test", data_dir=data_dir, batch_size=8,
+                                        cache=cache, download=False)]
+           for cache in (True, False)}}
+(train_x, train_y), (test_x, test_y) = emnist_idx.load_data("digits", data_dir=data_dir)
 folder = prepared.version_dir("digits", data_dir)
 shard = folder / "emnist_idx-test.tfrecord-00000-of-00001"
 assert shard.exists() and str(shard).startswith("gs://")
@@ -37,7 +42,8 @@ try:
     emnist_idx.load_numpy("digits", "test", data_dir=data_dir, download=False)
 except emnist_idx.PreparedDataError as error:
     message = str(error)
-print(json.dumps({{"x": x.tolist(), "y": y.tolist(), "error": message}}))
+print(json.dumps({{"x": x.tolist(), "y": y.tolist(), "error": message, "batches": batches,
+                  "load_data": [len(train_y), test_x.tolist(), test_y.tolist()]}}))
 """
 
 
@@ -51,5 +57,13 @@ def test_load_numpy_prepares_and_reads_a_gs_data_dir(tmp_path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(np.array(result["x"], np.uint8), expected_x)
     np.testing.assert_array_equal(np.array(result["y"]), expected_y)
+    for cache, batches in result["batches"].items():  # load(), cached and streamed
+        assert len(batches) == 3, cache
+        images = np.concatenate([np.array(b[0]) for b in batches])
+        np.testing.assert_allclose(images, expected_x / 255.0, atol=1e-6, err_msg=cache)
+        assert sum((b[1] for b in batches), []) == expected_y.tolist()
+    train_count, test_x, test_y = result["load_data"]
+    assert train_count == 40 and test_y == expected_y.tolist()
+    np.testing.assert_array_equal(np.array(test_x, np.uint8), expected_x[..., 0])
     shard = f"gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0/emnist_idx-test.tfrecord-00000-of-00001"
     assert result["error"].startswith(shard) and "gs:/bucket" not in result["error"]
