@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shlex
 import string
-from pathlib import Path
 
 CONFIGS = ("byclass", "bymerge", "balanced", "letters", "digits", "mnist")
 DATASET_NAME = "emnist_idx"  # the TFDS builder's name, as in tfds.load("emnist_idx/<config>")
@@ -108,8 +107,11 @@ def build_command(config: str | None = None, data_dir: str | os.PathLike | None 
 
 def rebuild_command(version_dir: str | os.PathLike) -> str:
     """The shell command that deletes a prepared config's ``version_dir``
-    (``<data_dir>/emnist_idx/<config>/<version>``) and prepares it again."""
-    folder = Path(os.fspath(version_dir))
-    return (f"rebuild it with: rm -r {shlex.quote(str(folder))} && "
-            f"{build_command(folder.parent.name, folder.parent.parent.parent)}"
+    (``<data_dir>/emnist_idx/<config>/<version>``, a local path or a URL such as ``gs://...``)
+    and prepares it again."""
+    folder = os.fspath(version_dir).rstrip("/")
+    dataset_dir, config, _version = folder.rsplit("/", 2)  # split as text: keeps "gs://"
+    data_dir = dataset_dir.rsplit("/", 1)[0] if "/" in dataset_dir else "."
+    remove = "gcloud storage rm -r" if folder.startswith("gs://") else "rm -r"
+    return (f"rebuild it with: {remove} {shlex.quote(folder)} && {build_command(config, data_dir)}"
             "  (DIR: NIST's files; leave --manual_dir out to download them)")

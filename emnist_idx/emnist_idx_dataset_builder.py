@@ -13,7 +13,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._prepare import array_records, checks, downloads, locking, shard_identity, shard_writer
+from emnist_idx._prepare import (array_records, beam_writer, checks, downloads, locking,
+                                  shard_identity, shard_writer)
 from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
@@ -130,9 +131,13 @@ class Builder(tfds.core.ShardBasedBuilder):
         splits = self._checked_splits(dl_manager)
         identities: dict[str, list[shard_identity.ShardIdentity]] = {}
         if download_config and (download_config.beam_runner or download_config.beam_options):
-            # On Beam, TFDS runs one of our per-shard generators per worker (per-example path).
-            super()._download_and_prepare(dl_manager, download_config)
-            histogram = _pixel_histogram(splits["train"])
+            # Our own single pipeline for every split (see _prepare/beam_writer.py).
+            split_infos, histogram = beam_writer.write_splits(
+                splits=splits, encoder=RecordEncoder(self.info.features),
+                templates={name: self._get_filename_template(split_name=name) for name in splits},
+                file_format=self.info.file_format, beam_runner=download_config.beam_runner,
+                beam_options=download_config.beam_options)
+            self.info.set_splits(tfds.core.SplitDict(split_infos))
             identities = _written_identities(self.info.splits)
         else:
             histogram = self._write_splits_in_bulk(splits, identities)
@@ -211,7 +216,8 @@ class Builder(tfds.core.ShardBasedBuilder):
     def _shard_iterators_per_split(
         self, dl_manager: tfds.download.DownloadManager
     ) -> dict[str, Sequence[Callable[[], Iterator[tuple[int, dict]]]]]:
-        """One generator per shard, for TFDS's per-example writer (used on Beam)."""
+        """One generator per shard, for TFDS's own per-example writer (ShardBasedBuilder's
+        interface; our prepares write in bulk or with ``beam_writer``, tests compare against it)."""
         splits = self._checked_splits(dl_manager)
         record_size = RecordEncoder(self.info.features).record_size
         return {
@@ -287,7 +293,7 @@ def _written_identities(split_infos: tfds.core.SplitDict
 
 
 def _pixel_histogram(split: checks.CheckedSplit) -> PixelHistogram:
-    """The split's pixel histogram in one more pass over its images (the Beam path)."""
+    """The split's pixel histogram in one more pass over its images (TFDS's writer path)."""
     histogram = PixelHistogram()
     for chunk in _read_images(split.images, 0, split.count):
         histogram.add(chunk)

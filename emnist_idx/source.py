@@ -240,12 +240,12 @@ class Source:
             with open(path, "rb") as stream:
                 size = os.fstat(stream.fileno()).st_size
                 if size != expected:  # changed since the constructor checked it
-                    prepared._check_shard_size(  # noqa: SLF001 - raises its named error
+                    prepared.check_shard_size(  # raises its named error
                         Path(path), in_shard, self._layout.frame_size, str(self.split))
                 mapped = mmap.mmap(stream.fileno(), expected, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
-                                    configs.rebuild_command(Path(path).parent)) from exc
+                                    configs.rebuild_command(os.path.dirname(path))) from exc
         as_frames = np.frombuffer(mapped, dtype=np.uint8).reshape(in_shard, -1)
         # A swapped, foreign or stale shard of the right size: its count and first and last
         # record are not those recorded at prepare (each record's own CRC is checked as it is read).
@@ -310,4 +310,4 @@ def _templates(order: frames.FieldOrder, record_size: int, image_size: int, head
 
 def _named(path: str, record: int, exc: frames.FrameError) -> PreparedDataError:
     return PreparedDataError(path, f"record {record:,} {exc.problem}",
-                             configs.rebuild_command(Path(path).parent))
+                             configs.rebuild_command(os.path.dirname(path)))

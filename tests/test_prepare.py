@@ -14,11 +14,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from apache_beam.options.pipeline_options import PipelineOptions
 
 import emnist_idx
 from emnist_idx import IdxFormatError, configs
+from emnist_idx import emnist_idx_dataset_builder as builder_module
 from emnist_idx._prepare import downloads, shard_writer
+from emnist_idx._prepare.records import fixed_order
+from emnist_idx._prepare.tfrecord_frames import frame_records
 from emnist_idx._format.idx import encode_header, read_idx, write_idx
 
 from tests.bundle_factory import (DUMMY_GZIP, copy_config, default_splits, every_source_shape,
@@ -116,37 +118,54 @@ def test_every_source_shape_prepares_the_same_dataset(digits: tfds.core.DatasetB
         np.testing.assert_array_equal(labels, expected_labels, err_msg=shape)
 
 
-def test_bulk_records_are_byte_identical_to_tfds_own_writer(digits: tfds.core.DatasetBuilder,
-                                                            tmp_path: Path) -> None:
-    # With a Beam runner the builder hands TFDS per-example generators: TFDS's own encode path.
-    beam_config = tfds.download.DownloadConfig(
-        manual_dir=str(DUMMY_GZIP.parent), beam_options=PipelineOptions(["--runner=DirectRunner"])
-    )
-    reference = _prepare("digits", DUMMY_GZIP.parent, tmp_path, download_config=beam_config)
-    ours = sorted(p.name for p in Path(digits.data_dir).glob("*tfrecord*"))
-    theirs = sorted(p.name for p in Path(reference.data_dir).glob("*tfrecord*"))
-    assert ours == theirs and ours
-    for name in ours:
-        assert (Path(digits.data_dir) / name).read_bytes() == (Path(reference.data_dir) / name).read_bytes()
+def _prepare_with_tfds_writer(config: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+                              ) -> tfds.core.DatasetBuilder:
+    """Prepares with TFDS's own per-example writer (ShardBasedBuilder's path, our generators)."""
+    def tfds_writer(self, splits):
+        tfds.core.ShardBasedBuilder._download_and_prepare(self, self._checked.dl_manager, None)
+        return builder_module._pixel_histogram(splits["train"])
+
+    with monkeypatch.context() as patch:
+        patch.setattr(builder_module.Builder, "_write_splits_in_bulk", tfds_writer)
+        return _prepare(config, DUMMY_GZIP.parent, data_dir)
+
+
+def _records_in_fixed_order(path: Path) -> list[bytes]:
+    """A shard's records, each with its fields in our one fixed order (TFDS's writer uses the
+    order its process drew)."""
+    return [fixed_order(record) for record in
+            tf.data.TFRecordDataset(str(path)).as_numpy_iterator()]
+
+
+def _assert_same_records_as_tfds_writer(ours: tfds.core.DatasetBuilder,
+                                        theirs: tfds.core.DatasetBuilder) -> list[str]:
+    """Same shard names; each shard's bytes are TFRecord frames of TFDS's records in fixed order."""
+    names = sorted(p.name for p in Path(ours.data_dir).glob("*tfrecord*"))
+    assert names == sorted(p.name for p in Path(theirs.data_dir).glob("*tfrecord*")) and names
+    for name in names:
+        records = _records_in_fixed_order(Path(theirs.data_dir) / name)
+        assert _records_in_fixed_order(Path(ours.data_dir) / name) == records
+        rows = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), -1)
+        assert (Path(ours.data_dir) / name).read_bytes() == frame_records(rows)
+    return names
+
+
+def test_bulk_records_are_tfds_own_writer_s_in_fixed_field_order(
+        digits: tfds.core.DatasetBuilder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = _prepare_with_tfds_writer("digits", tmp_path, monkeypatch)
+    _assert_same_records_as_tfds_writer(digits, reference)
     assert reference.info.metadata == digits.info.metadata
 
 
-def test_shards_cut_inside_chunks_are_byte_identical_to_tfds_own_writer(
+def test_shards_cut_inside_chunks_are_tfds_own_writer_s(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Uneven shards that end inside chunks of 7 images: both writers use the same plan.
     monkeypatch.setattr(shard_writer, "RECORDS_PER_CHUNK", 7)
     monkeypatch.setattr(shard_writer, "plan_shards",
                         lambda count, size: [(0, count // 3), (count // 3, count - 2), (count - 2, count)])
     ours = _prepare("digits", DUMMY_GZIP.parent, tmp_path / "bulk")
-    beam_config = tfds.download.DownloadConfig(
-        manual_dir=str(DUMMY_GZIP.parent), beam_options=PipelineOptions(["--runner=DirectRunner"])
-    )
-    reference = _prepare("digits", DUMMY_GZIP.parent, tmp_path / "beam", download_config=beam_config)
-    names = sorted(p.name for p in Path(ours.data_dir).glob("*tfrecord*"))
-    assert names == sorted(p.name for p in Path(reference.data_dir).glob("*tfrecord*"))
-    assert len(names) == 6
-    for name in names:
-        assert (Path(ours.data_dir) / name).read_bytes() == (Path(reference.data_dir) / name).read_bytes()
+    reference = _prepare_with_tfds_writer("digits", tmp_path / "tfds", monkeypatch)
+    assert len(_assert_same_records_as_tfds_writer(ours, reference)) == 6
     assert [split.shard_lengths for split in ours.info.splits.values()] == [[13, 25, 2], [6, 12, 2]]
     np.testing.assert_array_equal(_arrays(ours, "train")[0][..., 0],
                                   read_idx(DUMMY_GZIP / configs.image_file("digits", "train"))

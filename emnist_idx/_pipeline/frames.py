@@ -29,7 +29,7 @@ import google_crc32c
 import numpy as np
 import tensorflow_datasets as tfds
 
-from emnist_idx._prepare.records import RecordEncoder
+from emnist_idx._prepare.records import RecordEncoder, feature_entries
 from emnist_idx._prepare.tfrecord_frames import (
     FOOTER_SIZE, HEADER_SIZE, crc_byte_table, frame_header, record_crcs, unmasked_crc)
 
@@ -113,8 +113,9 @@ class RecordLayout:
     """The fixed-size records TFDS's serializer writes for a features spec.
 
     A ``tf.train.Example`` keeps its features in a protobuf map, whose serialized order depends on
-    the writing process (string hashing), so records may hold image and label in either order:
-    ``orders`` has each, the writing process's first.
+    the writing process (string hashing) for TFDS's writer and for datasets we wrote before fixing
+    the order, so records may hold image and label in either order: ``orders`` has each, the one
+    our writers use now (sorted keys, ``_prepare/records.py``) first.
     """
 
     record_size: int
@@ -142,26 +143,10 @@ class RecordLayout:
 
 def _field_orders(record: bytes) -> list[np.ndarray]:
     """Column permutations that rearrange a serialized Example's map entries in every order."""
-    start = _varint_end(record, 1)  # field 1 (features), then its length
-    spans = []
-    position = start
-    while position < len(record):
-        length_end = _varint_end(record, position + 1)  # each map entry: field 1, length
-        stop = length_end + _varint(record[position + 1:length_end])
-        spans.append(np.arange(position, stop))
-        position = stop
+    start, entries = feature_entries(record)
+    spans = [np.arange(entry_start, entry_stop) for entry_start, entry_stop in entries]
     head = np.arange(start)
     return [np.concatenate([head, *ordering]) for ordering in itertools.permutations(spans)]
-
-
-def _varint_end(data: bytes, position: int) -> int:
-    while data[position] & 0x80:
-        position += 1
-    return position + 1
-
-
-def _varint(data: bytes) -> int:
-    return sum((byte & 0x7F) << (7 * index) for index, byte in enumerate(data))
 
 
 def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None = None

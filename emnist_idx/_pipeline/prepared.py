@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 from tensorflow_datasets.core.utils import file_utils
 
 from emnist_idx import configs
-from emnist_idx._pipeline import frames
+from emnist_idx._pipeline import frames, storage
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare import shard_identity, tfrecord_frames
 from emnist_idx._prepare.data_dir import check_data_dir
@@ -32,7 +33,7 @@ METADATA = shard_identity.METADATA
 _JSON_FILES = {DATASET_INFO: ("splits",), "features.json": (), METADATA: ()}
 
 
-def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
+def version_dir(config: str, data_dir: str | os.PathLike | None) -> epath.Path:
     """``<data_dir>/emnist_idx/<config>/<version>``, found without reading anything in it."""
     from emnist_idx.emnist_idx_dataset_builder import Builder
 
@@ -40,7 +41,7 @@ def version_dir(config: str, data_dir: str | os.PathLike | None) -> Path:
     _, path = file_utils.get_data_dir_and_dataset_dir(
         given_data_dir=os.fspath(data_dir) if data_dir else None, builder_name=DATASET_NAME,
         config_name=config, version=Builder.VERSION)
-    return Path(os.fspath(path))
+    return storage.path(path)
 
 
 def check_before_open(config: str, data_dir: str | os.PathLike | None) -> bool:
@@ -67,7 +68,7 @@ def prepare_mode(rebuild: bool) -> tfds.download.GenerateMode:
 
 def check_json_files(folder: str | os.PathLike) -> None:
     """Raises PreparedDataError unless each JSON file TFDS reads is there, readable and valid."""
-    folder = Path(os.fspath(folder))
+    folder = storage.path(folder)
     for name, keys in _JSON_FILES.items():
         path = folder / name
         try:
@@ -128,7 +129,7 @@ def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
 
     Only the shards in ``filenames`` (full paths) when given, else every shard of every split.
     """
-    folder = Path(os.fspath(builder.data_path))
+    folder = storage.path(builder.data_path)
     for split_info in builder.info.splits.values():
         for name, count in zip(split_info.filenames, split_info.shard_lengths):
             path = folder / name
@@ -138,9 +139,9 @@ def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
             shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
 
 
-def check_shard_size(path: Path, count: int, frame_size: int, split: str) -> None:
+def check_shard_size(path: epath.Path, count: int, frame_size: int, split: str) -> None:
     try:
-        size = path.stat().st_size
+        size = storage.size(path)
     except FileNotFoundError:
         raise PreparedDataError(path, f"is missing: dataset_info.json lists this {split} shard "
                                 f"with {count:,} records", configs.rebuild_command(path.parent)) from None
@@ -170,24 +171,24 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
     else:
         data = frames_buffer[:take]
     try:
-        with open(path, "rb", buffering=0) as stream:
-            size = os.fstat(stream.fileno()).st_size
+        with storage.open_for_reading(path) as stream:
+            size = storage.size(path)
             if size != shard_records * frame_size:  # changed since load() checked it
-                check_shard_size(Path(path), shard_records, frame_size, "split's")
+                check_shard_size(storage.path(path), shard_records, frame_size, "split's")
             stream.seek(skip * frame_size)
             got = _read_into(stream, data.data.cast("B"))
     except OSError as exc:
         raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
-                                configs.rebuild_command(Path(path).parent)) from exc
+                                configs.rebuild_command(storage.path(path).parent)) from exc
     if got != data.nbytes:
         raise PreparedDataError(
             path, f"ends after {skip + got // frame_size:,} records; expected at least "
-                  f"{skip + take:,} (dataset_info.json)", configs.rebuild_command(Path(path).parent))
+                  f"{skip + take:,} (dataset_info.json)", configs.rebuild_command(storage.path(path).parent))
     try:
         images, labels = frames.cut(data, layout, images_out)
     except frames.FrameError as exc:
         raise PreparedDataError(path, f"record {skip + exc.index:,} {exc.problem}",
-                                configs.rebuild_command(Path(path).parent)) from None
+                                configs.rebuild_command(storage.path(path).parent)) from None
     if crcs_out is not None:
         crcs_out[...] = tfrecord_frames.record_crcs(data)
     return images, labels

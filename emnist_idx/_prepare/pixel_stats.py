@@ -23,6 +23,13 @@ class PixelHistogram:
         self._singles = np.zeros(256, dtype=np.int64)  # bytes after a chunk's last whole word
         self._zero_words = 0
 
+    @classmethod
+    def from_counts(cls, counts: np.ndarray) -> PixelHistogram:
+        """The histogram of these (256,) per-value counts (e.g. summed over Beam's workers)."""
+        histogram = cls()
+        histogram._singles += np.asarray(counts, dtype=np.int64).reshape(256)
+        return histogram
+
     def add(self, images: np.ndarray) -> None:
         """Counts every pixel of a uint8 array of any shape.
 

@@ -3,7 +3,14 @@
 TFDS turns each example into a ``tf.train.Example`` one at a time in Python (~25 us each). For
 fixed-size uint8 images and small class ids every record has the same length and layout, so we ask
 TFDS's own serializer for one record per class and fill in the image bytes for a whole batch with
-numpy: the output is byte-for-byte what TFDS would have written.
+numpy.
+
+Field order: a ``tf.train.Example`` keeps its features in a protobuf map, and TFDS serializes it
+without ``deterministic=True``, so TFDS's own writer puts "image" or "label" first depending on the
+writing process's string hash seed. Our records always have the map's keys sorted (protobuf's
+deterministic serialization: "image" before "label"), so every writer of ours (bulk, Beam, any
+process, any machine) writes the same bytes; they equal TFDS's record whenever TFDS happens to pick
+that order. Readers accept both orders (``_pipeline/frames.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +49,13 @@ class RecordEncoder:
         self._suffixes = self._templates[:, self._image_slice.stop :].copy()
 
     def encode_one(self, image: np.ndarray, label: int) -> bytes:
-        """One record through TFDS's own encode and serialize path (the reference)."""
+        """One record through TFDS's own encode and serialize path (the reference), its fields in
+        the one fixed order (sorted keys) whatever the process's hash seed."""
+        return fixed_order(self.encode_one_as_tfds(image, label))
+
+    def encode_one_as_tfds(self, image: np.ndarray, label: int) -> bytes:
+        """One record exactly as TFDS's own writer serializes it in this process (field order
+        following the hash seed)."""
         example = {self._image_key: image, self._label_key: label}
         return self._serializer.serialize_example(self._features.encode_example(example))
 
@@ -74,3 +87,41 @@ class RecordEncoder:
             raise RuntimeError("image slice is not a view of the record rows")
         pixels[...] = images.reshape(pixels.shape)
         return rows
+
+
+def fixed_order(record: bytes) -> bytes:
+    """A serialized ``tf.train.Example`` with its feature map's entries sorted by key, as
+    protobuf's deterministic serialization writes them (no TensorFlow needed)."""
+    start, spans = feature_entries(record)
+    entries = sorted((_entry_key(record, span), record[span[0]:span[1]]) for span in spans)
+    return record[:start] + b"".join(entry for _, entry in entries)
+
+
+def feature_entries(record: bytes) -> tuple[int, list[tuple[int, int]]]:
+    """Where a serialized Example's feature map entries start, and each entry's (start, stop)."""
+    start = _varint_end(record, 1)  # field 1 (features), then its length
+    spans = []
+    position = start
+    while position < len(record):
+        length_end = _varint_end(record, position + 1)  # each map entry: field 1, length
+        stop = length_end + _varint(record[position + 1:length_end])
+        spans.append((position, stop))
+        position = stop
+    return start, spans
+
+
+def _entry_key(record: bytes, span: tuple[int, int]) -> bytes:
+    """The key of the map entry at ``span``: its field 1 (tag, length, bytes)."""
+    body = _varint_end(record, span[0] + 1)
+    key_start = _varint_end(record, body + 1)
+    return record[key_start:key_start + _varint(record[body + 1:key_start])]
+
+
+def _varint_end(data: bytes, position: int) -> int:
+    while data[position] & 0x80:
+        position += 1
+    return position + 1
+
+
+def _varint(data: bytes) -> int:
+    return sum((byte & 0x7F) << (7 * index) for index, byte in enumerate(data))

@@ -89,6 +89,19 @@ def write_split(
     )
 
 
+def write_shard(path: epath.Path, chunks: Iterable[np.ndarray], labels: np.ndarray,
+                encoder: RecordEncoder, file_format: tfds.core.FileFormat,
+                on_chunk: Callable[[np.ndarray], None] | None = None) -> None:
+    """Writes one shard (all of ``labels``' examples, their images in ``chunks``) with the same
+    framing as ``write_split``; ``on_chunk`` sees every image once. Used by Beam's workers."""
+    pieces = _shard_pieces(_prefetched(chunks), [(0, len(labels))])
+    written = on_chunk or (lambda images: None)
+    if file_format == tfds.core.FileFormat.TFRECORD:
+        _write_tfrecord_shards([path], pieces, labels, encoder, written)
+    else:
+        _write_adapter_shards([path], pieces, labels, encoder, file_format, written)
+
+
 def _shard_pieces(chunks: Iterable[np.ndarray], shards: Sequence[tuple[int, int]]
                   ) -> Iterator[Piece]:
     """Cuts the split's image chunks where shards end; every example lands in exactly one piece."""

@@ -1,0 +1,132 @@
+"""Preparing on Beam: a real pipeline on the runner asked for, each split written once, in bulk,
+with the same bytes as the bulk path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from emnist_idx import configs
+from emnist_idx._format.idx import write_idx
+from emnist_idx._format.sources import SourceFile, find_config_files
+from emnist_idx._prepare import beam_writer, checks, image_ranges
+from tests.beam_runners import RUN_LOG_VARIABLE, RecordingRunner
+from tests.bundle_factory import DUMMY_DATA, DUMMY_GZIP, REPO
+from tests.test_same_bytes import shard_hashes
+
+PIPELINE = ["ShardTasks", "SpreadOverWorkers", "WriteShard", "SumTrainPixelCounts", "SaveCounts"]
+
+
+def _prepare(data_dir: Path, config: str = "digits", **beam) -> tfds.core.DatasetBuilder:
+    builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(DUMMY_GZIP), **beam))
+    return builder
+
+
+@pytest.fixture(scope="module")
+def bulk(tmp_path_factory: pytest.TempPathFactory) -> tfds.core.DatasetBuilder:
+    return _prepare(tmp_path_factory.mktemp("bulk"))
+
+
+def _assert_same_dataset(beam: tfds.core.DatasetBuilder, bulk: tfds.core.DatasetBuilder) -> None:
+    assert shard_hashes(Path(beam.data_dir)) == shard_hashes(Path(bulk.data_dir))
+    assert len(shard_hashes(Path(beam.data_dir))) == 2
+    assert beam.info.metadata == bulk.info.metadata
+    assert {name: split.shard_lengths for name, split in beam.info.splits.items()} == \
+        {name: split.shard_lengths for name, split in bulk.info.splits.items()}
+    assert [split.num_bytes for split in beam.info.splits.values()] == \
+        [split.num_bytes for split in bulk.info.splits.values()]
+    assert not list(Path(beam.data_dir).glob(beam_writer.PIXEL_COUNTS_NAME))
+
+
+@pytest.mark.parametrize("how", [pytest.param("options-class-path", marks=pytest.mark.slow),
+                                 "runner-object"])
+def test_beam_runs_one_pipeline_for_every_split_on_the_runner_asked_for(
+        tmp_path: Path, bulk: tfds.core.DatasetBuilder, how: str) -> None:
+    RecordingRunner.runs.clear()
+    if how == "options-class-path":  # as `tfds build --beam_pipeline_options=runner=...` gives
+        beam = {"beam_options": PipelineOptions([f"--runner={RecordingRunner.__module__}."
+                                                 f"{RecordingRunner.__name__}"])}
+    else:
+        beam = {"beam_runner": RecordingRunner()}
+    builder = _prepare(tmp_path, **beam)
+    assert RecordingRunner.runs == [PIPELINE]  # one pipeline, run once
+    _assert_same_dataset(builder, bulk)
+
+
+def test_without_beam_no_pipeline_runs(tmp_path: Path) -> None:
+    RecordingRunner.runs.clear()
+    _prepare(tmp_path)
+    assert RecordingRunner.runs == []
+
+
+@pytest.mark.slow
+def test_tfds_build_with_beam_pipeline_options_runs_beam_with_two_workers(
+        tmp_path: Path, bulk: tfds.core.DatasetBuilder) -> None:
+    """The command line, DirectRunner's multi_processing mode with 2 worker processes, under
+    another hash seed than this process: same bytes as the bulk prepare here."""
+    log = tmp_path / "runs.log"
+    options = ("runner=tests.beam_runners.RecordingRunner,direct_num_workers=2,"
+               "direct_running_mode=multi_processing")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONHASHSEED": "3",
+           RUN_LOG_VARIABLE: str(log)}
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("tfds")), "build", "emnist_idx", "--imports",
+         "emnist_idx", "--config", "digits", "--manual_dir", str(DUMMY_GZIP), "--data_dir",
+         str(tmp_path / "data"), f"--beam_pipeline_options={options}"],
+        env=env, capture_output=True, text=True, timeout=600, check=False, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert log.read_text().splitlines() == [",".join(PIPELINE)]
+    beam = tfds.builder("emnist_idx/digits", data_dir=str(tmp_path / "data"))
+    _assert_same_dataset(beam, bulk)
+
+
+# --- reading a shard's images without reading the ones before ---
+
+def _sources(tmp_path: Path) -> dict[str, SourceFile]:
+    """digits' train images as a loose .gz, a stored and a deflated zip member, a raw IDX file."""
+    loose = find_config_files("digits", [DUMMY_GZIP]).images["train"]
+    stored = find_config_files("digits", [DUMMY_DATA / "gzip.zip"]).images["train"]
+    assert stored.member and zipfile.ZipFile(stored.path).getinfo(stored.member).compress_type \
+        == zipfile.ZIP_STORED
+    deflated_zip = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(deflated_zip, "w", zipfile.ZIP_DEFLATED) as bundle:
+        bundle.write(loose.path, "gzip/" + loose.path.name)
+    raw = tmp_path / configs.image_file("digits", "train").removesuffix(".gz")
+    write_idx(raw, np.concatenate(list(checks.iter_upright(loose, 0, 40, 64))).transpose(0, 2, 1))
+    return {"loose": loose, "stored": stored, "raw": SourceFile(raw),
+            "deflated": SourceFile(deflated_zip, "gzip/" + loose.path.name)}
+
+
+@pytest.mark.parametrize("shape", ["loose", "stored", "raw", "deflated", "no-indexed_gzip"])
+def test_every_range_reads_the_images_streaming_reads(tmp_path: Path, shape: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    if shape == "no-indexed_gzip":  # the beam extra not installed: streamed from the start
+        monkeypatch.setitem(sys.modules, "indexed_gzip", None)
+    source = _sources(tmp_path)["loose" if shape == "no-indexed_gzip" else shape]
+    expected = np.concatenate(list(checks.iter_upright(source, 0, 40, 64)))
+    index = image_ranges.gzip_index(source)
+    assert (index is None) == (shape in ("raw", "deflated", "no-indexed_gzip"))
+    header_size = checks.check_image_header(source).size
+    for start, stop in [(0, 40), (13, 38), (39, 40), (5, 5)]:
+        chunks = list(image_ranges.iter_upright_range(source, index, header_size, start, stop, 7))
+        got = np.concatenate(chunks) if chunks else np.empty((0, 28, 28), np.uint8)
+        np.testing.assert_array_equal(got, expected[start:stop])
+        assert all(len(chunk) <= 7 for chunk in chunks)
+
+
+def test_a_range_past_the_file_s_end_names_the_file(tmp_path: Path) -> None:
+    source = _sources(tmp_path)["loose"]
+    index = image_ranges.gzip_index(source)
+    with pytest.raises(Exception, match=str(source.path.name)) as raised:
+        list(image_ranges.iter_upright_range(source, index, 16, 30, 45, 64))
+    assert "expected 45 images" in str(raised.value)

@@ -1,0 +1,69 @@
+"""A data_dir on gs:// (prepare, load cached and streamed, load_numpy, load_data), against a local GCS emulator reached through etils.epath and gcsfs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emnist_idx import load_numpy
+from emnist_idx._pipeline import prepared
+from tests.bundle_factory import DUMMY_GZIP
+from tests.gcs_emulator import BUCKET, running_emulator, run_in_child
+
+
+def test_version_dir_keeps_the_url() -> None:
+    folder = prepared.version_dir("digits", f"gs://{BUCKET}/dd")
+    assert str(folder) == f"gs://{BUCKET}/dd/emnist_idx/digits/1.0.0"
+    assert "rm -r gs://bucket/dd/emnist_idx/digits/1.0.0 " in prepared.rebuild_command(folder)
+    assert "--data_dir gs://bucket/dd " in prepared.rebuild_command(folder)
+
+
+_PREPARE_AND_READ = f"""
+import json, sys
+import numpy as np
+from etils import epath
+import emnist_idx
+from emnist_idx._pipeline import prepared
+data_dir = "gs://{BUCKET}/tfds"
+x, y = emnist_idx.load_numpy("digits", "test", data_dir=data_dir, manual_dir={str(DUMMY_GZIP)!r})
+batches = {{str(cache): [(b[0].numpy().tolist(), b[1].numpy().tolist()) for b in
+                        emnist_idx.load("digits", "test", data_dir=data_dir, batch_size=8,
+                                        cache=cache, download=False)]
+           for cache in (True, False)}}
+(train_x, train_y), (test_x, test_y) = emnist_idx.load_data("digits", data_dir=data_dir)
+folder = prepared.version_dir("digits", data_dir)
+shard = folder / "emnist_idx-test.tfrecord-00000-of-00001"
+assert shard.exists() and str(shard).startswith("gs://")
+# damage the shard on the bucket: the error names the full URL
+shard.write_bytes(shard.read_bytes()[:-5])
+try:
+    emnist_idx.load_numpy("digits", "test", data_dir=data_dir, download=False)
+except emnist_idx.PreparedDataError as error:
+    message = str(error)
+print(json.dumps({{"x": x.tolist(), "y": y.tolist(), "error": message, "batches": batches,
+                  "load_data": [len(train_y), test_x.tolist(), test_y.tolist()]}}))
+"""
+
+
+@pytest.mark.slow
+def test_load_numpy_prepares_and_reads_a_gs_data_dir(tmp_path) -> None:
+    expected_x, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path),
+                                        manual_dir=str(DUMMY_GZIP))
+    with running_emulator() as port:
+        done = run_in_child(_PREPARE_AND_READ, port)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(np.array(result["x"], np.uint8), expected_x)
+    np.testing.assert_array_equal(np.array(result["y"]), expected_y)
+    for cache, batches in result["batches"].items():  # load(), cached and streamed
+        assert len(batches) == 3, cache
+        images = np.concatenate([np.array(b[0]) for b in batches])
+        np.testing.assert_allclose(images, expected_x / 255.0, atol=1e-6, err_msg=cache)
+        assert sum((b[1] for b in batches), []) == expected_y.tolist()
+    train_count, test_x, test_y = result["load_data"]
+    assert train_count == 40 and test_y == expected_y.tolist()
+    np.testing.assert_array_equal(np.array(test_x, np.uint8), expected_x[..., 0])
+    shard = f"gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0/emnist_idx-test.tfrecord-00000-of-00001"
+    assert result["error"].startswith(shard) and "gs:/bucket" not in result["error"]
