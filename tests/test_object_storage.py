@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from emnist_idx import load_numpy
+from emnist_idx import configs, load_numpy
 from emnist_idx._pipeline import prepared
 from tests.bundle_factory import DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, running_emulator, run_in_child
@@ -16,8 +16,9 @@ from tests.gcs_emulator import BUCKET, running_emulator, run_in_child
 def test_version_dir_keeps_the_url() -> None:
     folder = prepared.version_dir("digits", f"gs://{BUCKET}/dd")
     assert str(folder) == f"gs://{BUCKET}/dd/emnist_idx/digits/1.0.0"
-    assert "rm -r gs://bucket/dd/emnist_idx/digits/1.0.0 " in prepared.rebuild_command(folder)
-    assert "--data_dir gs://bucket/dd " in prepared.rebuild_command(folder)
+    assert ("gcloud storage rm -r gs://bucket/dd/emnist_idx/digits/1.0.0 && tfds build emnist_idx "
+            "--imports emnist_idx --config digits --data_dir gs://bucket/dd "
+            in configs.rebuild_command(folder))
 
 
 _PREPARE_AND_READ = f"""

@@ -121,8 +121,9 @@ def test_every_source_shape_prepares_the_same_dataset(digits: tfds.core.DatasetB
 def _prepare_with_tfds_writer(config: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
                               ) -> tfds.core.DatasetBuilder:
     """Prepares with TFDS's own per-example writer (ShardBasedBuilder's path, our generators)."""
-    def tfds_writer(self, splits):
+    def tfds_writer(self, splits, identities):
         tfds.core.ShardBasedBuilder._download_and_prepare(self, self._checked.dl_manager, None)
+        identities.update(builder_module._written_identities(self.info.splits))
         return builder_module._pixel_histogram(splits["train"])
 
     with monkeypatch.context() as patch:

@@ -91,15 +91,18 @@ def write_split(
 
 def write_shard(path: epath.Path, chunks: Iterable[np.ndarray], labels: np.ndarray,
                 encoder: RecordEncoder, file_format: tfds.core.FileFormat,
-                on_chunk: Callable[[np.ndarray], None] | None = None) -> None:
+                on_chunk: Callable[[np.ndarray], None] | None = None) -> ShardIdentity:
     """Writes one shard (all of ``labels``' examples, their images in ``chunks``) with the same
-    framing as ``write_split``; ``on_chunk`` sees every image once. Used by Beam's workers."""
+    framing as ``write_split``; ``on_chunk`` sees every image once. Used by Beam's workers.
+    Returns the shard's identity (``shard_identity``)."""
     pieces = _shard_pieces(_prefetched(chunks), [(0, len(labels))])
     written = on_chunk or (lambda images: None)
+    digests = [ShardDigest()]
     if file_format == tfds.core.FileFormat.TFRECORD:
-        _write_tfrecord_shards([path], pieces, labels, encoder, written)
+        _write_tfrecord_shards([path], pieces, labels, encoder, written, digests)
     else:
-        _write_adapter_shards([path], pieces, labels, encoder, file_format, written)
+        _write_adapter_shards([path], pieces, labels, encoder, file_format, written, digests)
+    return digests[0].identity()
 
 
 def _shard_pieces(chunks: Iterable[np.ndarray], shards: Sequence[tuple[int, int]]
