@@ -3,8 +3,10 @@
 Each run is a child process that iterates ``load(..., repeat=True)`` and is interrupted at a point
 drawn from a logged seed: after batch k, SIGINT or SIGTERM some milliseconds later, or a plain exit
 holding live batches, or dropping the dataset mid-read and exiting. It must end as the signal says
-(130 = 128 + SIGINT, 143 = 128 + SIGTERM; Python reports them as -2 and -15) within
-``EXIT_SECONDS`` of it, with no abort and no hang. Before ``python_calls``, 1 run in 12 aborted
+(130 = 128 + SIGINT, 143 = 128 + SIGTERM; Python reports them as -2 and -15), with no abort and
+no hang (``HANG_SECONDS``). The slow tiers also hold each run to ``EXIT_SECONDS`` from the signal;
+the smoke tier only prints its times: on a shared 2-core machine under load, TensorFlow's own
+exit takes 3-7 s (measured at a load average of 8-12). Before ``python_calls``, 1 run in 12 aborted
 (``free(): invalid next size (fast)``) or hung on the streamed path.
 
 The smoke runs (``SMOKE_RUNS`` per path) are in the fast tier; ``RUNS`` and ``SOAK_RUNS`` per path
@@ -31,6 +33,7 @@ SMOKE_RUNS = 2
 RUNS = 10
 SOAK_RUNS = 50
 EXIT_SECONDS = 5.0
+HANG_SECONDS = 60.0
 START_SECONDS = 240  # a child's start (importing TensorFlow) on a loaded 2-core machine
 PATHS = ("cached", "streamed", "device", "service")
 ENDINGS = ("SIGINT", "SIGTERM", "exit", "drop")
@@ -90,7 +93,7 @@ def fuzz_seed() -> int:
     return seed
 
 
-def run_child(interrupt: Interrupt, data_dir: Path) -> str | None:
+def run_child(interrupt: Interrupt, data_dir: Path, exit_seconds: float) -> str | None:
     """Runs one interrupted child; returns what went wrong, or None."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
@@ -104,12 +107,13 @@ def run_child(interrupt: Interrupt, data_dir: Path) -> str | None:
             child.send_signal(getattr(signal, interrupt.ending))
         signalled = time.monotonic()
         try:
-            child.wait(timeout=EXIT_SECONDS if ready else START_SECONDS)
+            child.wait(timeout=HANG_SECONDS if ready else START_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
-            return f"{interrupt}: no exit within {EXIT_SECONDS} s of the signal (hang)"
+            return f"{interrupt}: no exit within {HANG_SECONDS} s of the signal (hang)"
         took = time.monotonic() - signalled
+        print(f"{interrupt}: exit {child.returncode} {took:.1f} s after the signal")
         stderr = child.stderr.read()
         if not ready:
             return f"{interrupt}: the child ended before batch {interrupt.stop_at}: {stderr[-2000:]}"
@@ -119,6 +123,8 @@ def run_child(interrupt: Interrupt, data_dir: Path) -> str | None:
         for sign in ("free():", "Fatal Python error", "corrupted", "double free", "Aborted"):
             if sign in stderr:
                 return f"{interrupt}: {sign!r} on stderr: {_crash_report(stderr)}"
+        if took > exit_seconds:
+            return f"{interrupt}: exit took {took:.1f} s after the signal, over {exit_seconds} s"
         return None
     finally:
         if child.poll() is None:
@@ -144,15 +150,17 @@ def _ready(child: subprocess.Popen, timeout: float) -> bool:
     return False
 
 
-def run_all(interrupts: list[Interrupt], data_dir: Path, parallel: int = 2) -> None:
+def run_all(interrupts: list[Interrupt], data_dir: Path, exit_seconds: float = EXIT_SECONDS,
+            parallel: int = 2) -> None:
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        problems = [p for p in pool.map(lambda i: run_child(i, data_dir), interrupts) if p]
+        problems = [p for p in pool.map(lambda i: run_child(i, data_dir, exit_seconds),
+                                        interrupts) if p]
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_interrupted_runs_exit_cleanly_smoke(prepared_data_dir: Path, path: str) -> None:
-    run_all(draw(path, SMOKE_RUNS, fuzz_seed()), prepared_data_dir)
+    run_all(draw(path, SMOKE_RUNS, fuzz_seed()), prepared_data_dir, exit_seconds=HANG_SECONDS)
 
 
 @pytest.mark.slow

@@ -143,8 +143,8 @@ print(json.dumps({"growth_mb": rss_mb() - baseline}))
 
 @pytest.mark.slow
 def test_thirty_dropped_and_thirty_iterated_results_keep_no_split(tmp_path: Path) -> None:
-    train = 30_000
-    split_mb = train * (28 * 28 + 8) / 2**20  # 22.7 MB: 60 kept splits would be 1.4 GB
+    train = 60_000
+    split_mb = train * (28 * 28 + 8) / 2**20  # 45 MB: 60 kept splits would be 2.7 GB
     manual_dir = write_config(tmp_path / "gzip", "mnist", default_splits("mnist", train, test=50))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "TF_CPP_MIN_LOG_LEVEL": "2"}

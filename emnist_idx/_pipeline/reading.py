@@ -120,7 +120,8 @@ def read_split(source: SplitSource, cancelled: threading.Event | None = None
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     largest = max(take for _, _, take, _ in pieces)
     for _ in range(workers):
-        buffers.put(np.empty((largest, source.layout.frame_size), dtype=np.uint8))
+        # A memory map (``zero_copy``): freed, its pages go back to the kernel, not to malloc's heap.
+        buffers.put(zero_copy.aligned_empty((largest, source.layout.frame_size), np.uint8))
 
     def read(index: int) -> None:
         if cancelled is not None and cancelled.is_set():
