@@ -67,9 +67,9 @@ def test_load_starts_reading_the_split_before_iteration(prepared_data_dir: Path,
     calls: list[str] = []
     read_split = reading.read_split
 
-    def recorded(source: reading.SplitSource) -> tuple[np.ndarray, np.ndarray]:
+    def recorded(source: reading.SplitSource, *args) -> tuple[np.ndarray, np.ndarray]:
         calls.append(threading.current_thread().name)
-        return read_split(source)
+        return read_split(source, *args)
 
     monkeypatch.setattr(reading, "read_split", recorded)
     dataset = load("balanced", batch_size=128, cache=True, shuffle=False, normalize="none",

@@ -163,6 +163,12 @@ def load(
     so the read overlaps whatever runs before the first iteration, which waits for it (a damaged
     record raises there). Streamed datasets read the files on every epoch: those must stay where
     TFDS wrote them.
+
+    The result, what is chained on it and their iterators keep the cached split; when the last
+    of them is garbage-collected the split is freed, and a background read that has not finished
+    stops at its next piece of 16,384 records. Ctrl-C, SIGTERM or the end of the script in the
+    middle of an epoch is safe: at exit, before Python finalizes, the pipelines' Python readers
+    are refused new work and the exit waits (at most 2 s) until none is running.
     """
     arguments = dict(locals())
     if isinstance(split, (list, tuple)):  # tfds.load's convention: a dataset per split

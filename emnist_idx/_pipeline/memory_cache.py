@@ -18,12 +18,13 @@ import concurrent.futures
 import math
 import os
 import threading
+import weakref
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
-from emnist_idx._pipeline import batching, reading, zero_copy
+from emnist_idx._pipeline import batching, python_calls, reading, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx import configs
 from emnist_idx._pipeline.reading import SplitSource
@@ -70,7 +71,7 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
     cut to ``batch_size``: a tf.data function call costs tens of microseconds on its own, about
     as much as gathering and normalizing a batch of 128.
     """
-    whole = _whole_split(source)
+    whole, prefetch = _whole_split(source)
     steps = batching.num_batches(source.num_examples, batch_size, drop_remainder)
     served = steps * batch_size if drop_remainder else source.num_examples  # per epoch
     block = blocks_of(batch_size) * batch_size
@@ -91,7 +92,11 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
         # Every block but the last holds whole batches, so no batch mixes two blocks.
         return blocks.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    return each_epoch(source.num_examples, epoch, shuffle=shuffle, seed=seed)
+    batches = each_epoch(source.num_examples, epoch, shuffle=shuffle, seed=seed)
+    # The pipeline's functions hold the read only weakly (``python_calls.weak_method``): this
+    # dataset, what is chained on it and their iterators keep it, and it goes with the last of them.
+    batches._emnist_idx_split_prefetch = prefetch  # pylint: disable=protected-access
+    return batches
 
 
 def blocks_of(batch_size: int) -> int:
@@ -147,8 +152,9 @@ def each_epoch(num_examples: int, make_epoch: Callable[[tf.Tensor], tf.data.Data
     return seeds.flat_map(no_autograph(epoch))
 
 
-def _whole_split(source: SplitSource) -> tf.data.Dataset:
-    """A cached one-element dataset: all of the split's images and labels, in file order.
+def _whole_split(source: SplitSource) -> tuple[tf.data.Dataset, SplitPrefetch | None]:
+    """A cached one-element dataset: all of the split's images and labels, in file order; and the
+    background read that it takes them from, which the caller must keep alive with the dataset.
 
     TFRecord shards are read by ``reading.read_split`` (every record checked, on every core) into
     aligned numpy arrays, which the cache then holds as they are (``zero_copy``): one pass over the
@@ -159,10 +165,13 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
     total = source.num_examples
     if source.is_tfrecord:
         prefetch = SplitPrefetch(source)
+        take = python_calls.weak_method(prefetch.take_tensors, "the split read in the background")
 
         def read() -> Batch:  # py_function: its output tensors are passed on without a copy
-            return tf.py_function(prefetch.take_tensors, [], (tf.uint8, tf.int64))
+            return tf.py_function(take, [], (tf.uint8, tf.int64))
     else:
+        prefetch = None
+
         def read() -> Batch:
             return reading.read_chunks(source).rebatch(total).get_single_element()
 
@@ -171,7 +180,7 @@ def _whole_split(source: SplitSource) -> tf.data.Dataset:
         return (tf.ensure_shape(images, (total, *configs.IMAGE_SHAPE)),
                 tf.ensure_shape(labels, (total,)))
 
-    return tf.data.Dataset.from_tensors(0).map(no_autograph(whole)).cache()
+    return tf.data.Dataset.from_tensors(0).map(no_autograph(whole)).cache(), prefetch
 
 
 class SplitPrefetch:
@@ -180,16 +189,19 @@ class SplitPrefetch:
     ``take()`` waits for it and returns its arrays, or raises its error (``PreparedDataError``
     naming the shard). The result is handed over only once, so that nothing but the cache keeps
     the split in memory; a later ``take()`` (the cache was abandoned before it filled, or the read
-    failed) reads the split again.
+    failed) reads the split again. Collected before ``take()``, it cancels the read (between
+    pieces), and the read's arrays go with it.
     """
 
     def __init__(self, source: SplitSource) -> None:
         self._source = source
         self._lock = threading.Lock()
+        cancelled = threading.Event()
+        weakref.finalize(self, cancelled.set)
         executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="emnist_idx-read-split")
-        self._future: concurrent.futures.Future | None = executor.submit(reading.read_split,
-                                                                         source)
+        self._future: concurrent.futures.Future | None = executor.submit(
+            reading.read_split, source, cancelled)
         executor.shutdown(wait=False)  # the thread ends with the read
 
     def take(self) -> tuple[np.ndarray, np.ndarray]:

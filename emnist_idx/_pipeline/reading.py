@@ -20,13 +20,14 @@ import concurrent.futures
 import dataclasses
 import os
 import queue
+import threading
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
-from emnist_idx._pipeline import prepared, splits, zero_copy
+from emnist_idx._pipeline import prepared, python_calls, splits, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare.shard_identity import ShardReads
@@ -78,10 +79,16 @@ def split_source(builder: tfds.core.DatasetBuilder, split: splits.SplitArg,
                        instructions=instructions, layout=layout)
 
 
-def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
+class ReadCancelled(Exception):
+    """``read_split`` stopped because its ``cancelled`` event was set: nobody wants the split."""
+
+
+def read_split(source: SplitSource, cancelled: threading.Event | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The whole split in file order as numpy: uint8 images (N, 28, 28, 1), int64 labels (N,).
 
-    Exactly ``source.num_examples`` examples, every record checked, or PreparedDataError.
+    Exactly ``source.num_examples`` examples, every record checked, or PreparedDataError; or
+    ``ReadCancelled`` when ``cancelled`` is set before the last piece is read.
     """
     if not source.is_tfrecord:
         return _read_split_as_data_source(source)
@@ -96,10 +103,13 @@ def read_split(source: SplitSource) -> tuple[np.ndarray, np.ndarray]:
     buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
     largest = max(take for _, _, take, _ in pieces)
     for _ in range(workers):
-        buffers.put(np.empty((largest, source.layout.frame_size), dtype=np.uint8))
+        # A memory map (``zero_copy``): freed, its pages go back to the kernel, not to malloc's heap.
+        buffers.put(zero_copy.aligned_empty((largest, source.layout.frame_size), np.uint8))
     shard_reads = ShardReads()  # each shard's digest, from the CRCs checked as it is read
 
     def read(index: int) -> None:
+        if cancelled is not None and cancelled.is_set():
+            raise ReadCancelled(f"reading {source.builder.info.full_name} split={source.split!r}")
         start, stop = starts[index], starts[index + 1]
         buffer = buffers.get()
         try:
@@ -180,7 +190,8 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
         return images, labels
 
     def read_op(names, starts, counts, totals):
-        images, labels = tf.numpy_function(read, [names, starts, counts, totals],
+        images, labels = tf.numpy_function(python_calls.guarded(read),
+                                           [names, starts, counts, totals],
                                            (tf.uint8, tf.int64), stateful=False)
         return tf.ensure_shape(images, (None, *configs.IMAGE_SHAPE)), tf.ensure_shape(labels, (None,))
 
@@ -255,7 +266,7 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
         ranges = ranges.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
     features = source.builder.info.features
     return ranges.map(no_autograph(lambda start, stop: parse_records(tf.ensure_shape(
-        tf.numpy_function(fetch, [start, stop], tf.string, stateful=False), [None]), features)))
+        tf.numpy_function(python_calls.guarded(fetch), [start, stop], tf.string, stateful=False), [None]), features)))
 
 
 def _permute_each(chunks: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
