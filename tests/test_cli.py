@@ -224,6 +224,7 @@ def test_show_rejects_bad_values(tmp_path, capsys):
 
 # --- demo ---
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     os.symlink(DUMMY, tmp_path / "dummy_data")  # the demo's default manual dir is ./dummy_data
@@ -239,6 +240,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert "Wrote out/demo.png: 48 test images" in out
 
 
+@pytest.mark.slow
 def test_demo_without_dummy_data_generates_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "demo", "--config", "digits", "--epochs", 1, "-o", "d.png")
@@ -310,6 +312,7 @@ def test_build_help_names_emnist_idx(capfd):
     assert "apitools" not in err
 
 
+@pytest.mark.slow
 def test_console_script(tmp_path):
     script = Path(sys.executable).with_name("emnist-idx")
     if not script.exists():

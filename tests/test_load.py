@@ -74,6 +74,7 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 # --- Keras ---
 
+@pytest.mark.slow
 def test_model_fit_one_epoch_with_validation_slice(data_dir: str) -> None:
     train = load("balanced", "train[:90%]", batch_size=32, seed=0, data_dir=data_dir)
     val = load("balanced", "train[90%:]", batch_size=32, shuffle=False, data_dir=data_dir)
@@ -240,6 +241,7 @@ def test_cache_auto_follows_the_memory_budget(data_dir: str,
         assert len(cached) == expected, (memory, cache)
 
 
+@pytest.mark.slow
 def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
     """697,932 examples (547 MB of uint8 pixels) through the cache: no 2 GB GraphDef limit hit."""
     count = configs.NIST_COUNTS["byclass"][0]
@@ -276,6 +278,7 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
 
 # --- devices and distribution ---
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_prefetch_to_a_device_and_fit(data_dir: str) -> None:
     dataset = load("balanced", batch_size=64, seed=0, device="/cpu:1", data_dir=data_dir)
@@ -299,6 +302,7 @@ def test_device_auto_without_gpu_and_none_stay_on_the_host(data_dir: str) -> Non
         assert images.device.endswith("CPU:0")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_mirrored_strategy_on_two_cpu_devices(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
