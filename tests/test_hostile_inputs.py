@@ -424,6 +424,7 @@ def test_build_with_a_missing_manual_dir_is_one_line(tmp_path, capfd, form):
         "gzip.zip) holding NIST's EMNIST files"]
 
 
+@pytest.mark.slow
 def test_tfds_failure_inside_build_is_one_line(tmp_path, capfd):
     """A manual dir without the files: TFDS's prepare fails in the child, reported in one line."""
     empty = tmp_path / "empty"

@@ -166,6 +166,7 @@ def test_repeat_is_infinite_and_keeps_reshuffling(data_dir: str) -> None:
 
 # --- shuffling ---
 
+@pytest.mark.slow
 def test_seed_fixes_the_order_and_every_epoch_reshuffles(data_dir: str, read_path: dict) -> None:
     def epochs(dataset: tf.data.Dataset, count: int) -> list[list[str]]:
         return [_hashes(*_collect(dataset)) for _ in range(count)]
@@ -180,6 +181,7 @@ def test_seed_fixes_the_order_and_every_epoch_reshuffles(data_dir: str, read_pat
     assert other_seed[0] != first_run[0]
 
 
+@pytest.mark.slow
 def test_shuffle_defaults_to_train_only(data_dir: str) -> None:
     x_test, y_test = load_numpy("balanced", "test", data_dir=data_dir)
     test_batches = _collect(load("balanced", "test", batch_size=BATCH, normalize="none",
@@ -340,6 +342,7 @@ def test_input_context_gives_equal_disjoint_shares(data_dir: str) -> None:
     assert sorted(shares[0] | shares[1]) == _tfds_hashes(data_dir, "balanced", "train")
 
 
+@pytest.mark.slow
 def test_tf_data_service_round_trip(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reading, "PIECE_RECORDS", 150)  # 8 pieces for 2 workers to share
     service = tf.data.experimental.service
@@ -415,6 +418,7 @@ def test_bad_config_for_numpy_and_class_names() -> None:
         class_names("emnist")
 
 
+@pytest.mark.slow
 def test_prepares_when_needed_unless_download_is_false(tmp_path: Path, manual_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not prepared") as raised:
         load("mnist", data_dir=str(tmp_path), download=False)

@@ -28,6 +28,7 @@ def _mypy(tmp_path: Path, *targets: str) -> subprocess.CompletedProcess:
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_import_is_free_of_tensorflow_and_every_export_resolves() -> None:
     script = ("import sys, emnist_idx\n"
               "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
