@@ -11,6 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # benchmarks/run.py in a child process
+
 
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 
+import pytest
 import tensorflow_datasets as tfds
 
 from emnist_idx import emnist_idx_dataset_builder
@@ -16,6 +17,7 @@ class _EmnistIdxTestCase(tfds.testing.DatasetBuilderTestCase):
     SKIP_CHECKSUMS = False  # a download would have to be of the URL registered in checksums.tsv
 
 
+@pytest.mark.slow  # the two largest dummy configs (~10 s each)
 class ByclassTest(_EmnistIdxTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["byclass"]
     SPLITS = {"train": 248, "test": 124}
@@ -26,6 +28,7 @@ class BymergeTest(_EmnistIdxTestCase):
     SPLITS = {"train": 188, "test": 94}
 
 
+@pytest.mark.slow  # the two largest dummy configs (~10 s each)
 class BalancedTest(_EmnistIdxTestCase):
     BUILDER_CONFIG_NAMES_TO_TEST = ["balanced"]
     SPLITS = {"train": 1128, "test": 282}

@@ -224,6 +224,7 @@ def test_show_rejects_bad_values(tmp_path, capsys):
 
 # --- demo ---
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     os.symlink(DUMMY, tmp_path / "dummy_data")  # the demo's default manual dir is ./dummy_data
@@ -239,6 +240,7 @@ def test_demo_end_to_end(tmp_path, monkeypatch, capsys):
     assert "Wrote out/demo.png: 48 test images" in out
 
 
+@pytest.mark.slow
 def test_demo_without_dummy_data_generates_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli(capsys, "demo", "--config", "digits", "--epochs", 1, "-o", "d.png")
@@ -255,6 +257,7 @@ def test_demo_without_dummy_data_generates_it(tmp_path, monkeypatch, capsys):
     assert code == 1 and f"manual dir {tmp_path / 'nowhere'} does not exist" in err
 
 
+@pytest.mark.slow
 def test_keras_example_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["train_keras.py", "--manual_dir", str(DUMMY),
                                       "--data_dir", str(tmp_path), "--epochs", "1"])
@@ -274,6 +277,7 @@ def test_build_command_line():
         *tfds_prefix, "emnist_idx", "--imports", "emnist_idx", "--config", "mnist"]
 
 
+@pytest.mark.slow
 def test_build_prepares_through_tfds(tmp_path, capfd):
     code = cli.main(["build", "mnist", "--manual_dir", str(DUMMY), "--data_dir", str(tmp_path)])
     err = capfd.readouterr().err
@@ -302,6 +306,7 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage: emnist-idx" in err
 
 
+@pytest.mark.slow
 def test_build_help_names_emnist_idx(capfd):
     assert cli.main(["build", "--help"]) == 0
     out, err = capfd.readouterr()
@@ -310,6 +315,7 @@ def test_build_help_names_emnist_idx(capfd):
     assert "apitools" not in err
 
 
+@pytest.mark.slow
 def test_console_script(tmp_path):
     script = Path(sys.executable).with_name("emnist-idx")
     if not script.exists():

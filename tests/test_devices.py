@@ -162,6 +162,7 @@ def test_auto_with_a_gpu_reads_the_files_once_for_both_pipelines(
     assert len(on_host) == math.ceil(40 / 16)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_auto_with_a_gpu_fits_a_model_on_batches_from_the_device(
         data_dir: str, auto_gpu_is_cpu1: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,6 +292,7 @@ def _fit_two_epochs_counting_steps(dataset: tf.data.Dataset, strategy: tf.distri
     assert np.isfinite(history.history["loss"]).all()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -298,6 +300,7 @@ def test_model_fit_under_strategy_scope_runs_exactly_the_announced_steps(data_di
                                    strategy, math.ceil(TRAIN / 64))
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_split_resident_on_the_device_fits_a_model(data_dir: str) -> None:
     resident = load("balanced", batch_size=64, device="/cpu:1", cache="device", data_dir=data_dir)
@@ -325,6 +328,7 @@ def test_custom_loop_over_input_context_pipelines_sees_every_example_once(data_d
 
 # --- Keras on JAX ---
 
+@pytest.mark.slow
 def test_model_fit_with_keras_on_jax(data_dir: str) -> None:
     try:
         import jax  # noqa: F401, PLC0415

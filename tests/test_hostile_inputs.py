@@ -123,6 +123,7 @@ def check(root: Path) -> None:
 
 # --- bombs, measured in a child process ---
 
+@pytest.mark.slow
 def test_labels_bomb_in_zip_is_refused_in_bounded_memory(folder, tmp_path):
     labels_name = configs.label_file(CONFIG, "train")
     images_name = configs.image_file(CONFIG, "train")
@@ -138,6 +139,7 @@ def test_labels_bomb_in_zip_is_refused_in_bounded_memory(folder, tmp_path):
     assert growth_mb < RSS_BOUND_MB
 
 
+@pytest.mark.slow
 def test_labels_bomb_with_true_images_fails_the_count_check_in_bounded_memory(folder, tmp_path):
     labels_name = configs.label_file(CONFIG, "train")
     count = 1600 * _BLOCK
@@ -150,6 +152,7 @@ def test_labels_bomb_with_true_images_fails_the_count_check_in_bounded_memory(fo
     assert growth_mb < RSS_BOUND_MB
 
 
+@pytest.mark.slow
 def test_mapping_bomb_of_blank_lines_is_refused_in_bounded_memory(folder, tmp_path):
     zip_path = tmp_path / "zipped" / "gzip.zip"
     zip_path.parent.mkdir()
@@ -421,6 +424,7 @@ def test_build_with_a_missing_manual_dir_is_one_line(tmp_path, capfd, form):
         "gzip.zip) holding NIST's EMNIST files"]
 
 
+@pytest.mark.slow
 def test_tfds_failure_inside_build_is_one_line(tmp_path, capfd):
     """A manual dir without the files: TFDS's prepare fails in the child, reported in one line."""
     empty = tmp_path / "empty"

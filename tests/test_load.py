@@ -74,6 +74,7 @@ def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 
 # --- Keras ---
 
+@pytest.mark.slow
 def test_model_fit_one_epoch_with_validation_slice(data_dir: str) -> None:
     train = load("balanced", "train[:90%]", batch_size=32, seed=0, data_dir=data_dir)
     val = load("balanced", "train[90%:]", batch_size=32, shuffle=False, data_dir=data_dir)
@@ -165,6 +166,7 @@ def test_repeat_is_infinite_and_keeps_reshuffling(data_dir: str) -> None:
 
 # --- shuffling ---
 
+@pytest.mark.slow
 def test_seed_fixes_the_order_and_every_epoch_reshuffles(data_dir: str, read_path: dict) -> None:
     def epochs(dataset: tf.data.Dataset, count: int) -> list[list[str]]:
         return [_hashes(*_collect(dataset)) for _ in range(count)]
@@ -179,6 +181,7 @@ def test_seed_fixes_the_order_and_every_epoch_reshuffles(data_dir: str, read_pat
     assert other_seed[0] != first_run[0]
 
 
+@pytest.mark.slow
 def test_shuffle_defaults_to_train_only(data_dir: str) -> None:
     x_test, y_test = load_numpy("balanced", "test", data_dir=data_dir)
     test_batches = _collect(load("balanced", "test", batch_size=BATCH, normalize="none",
@@ -240,6 +243,7 @@ def test_cache_auto_follows_the_memory_budget(data_dir: str,
         assert len(cached) == expected, (memory, cache)
 
 
+@pytest.mark.slow
 def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
     """697,932 examples (547 MB of uint8 pixels) through the cache: no 2 GB GraphDef limit hit."""
     count = configs.NIST_COUNTS["byclass"][0]
@@ -276,6 +280,7 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
 
 # --- devices and distribution ---
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_prefetch_to_a_device_and_fit(data_dir: str) -> None:
     dataset = load("balanced", batch_size=64, seed=0, device="/cpu:1", data_dir=data_dir)
@@ -299,6 +304,7 @@ def test_device_auto_without_gpu_and_none_stay_on_the_host(data_dir: str) -> Non
         assert images.device.endswith("CPU:0")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("two_cpus")
 def test_mirrored_strategy_on_two_cpu_devices(data_dir: str) -> None:
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -336,6 +342,7 @@ def test_input_context_gives_equal_disjoint_shares(data_dir: str) -> None:
     assert sorted(shares[0] | shares[1]) == _tfds_hashes(data_dir, "balanced", "train")
 
 
+@pytest.mark.slow
 def test_tf_data_service_round_trip(data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reading, "PIECE_RECORDS", 150)  # 8 pieces for 2 workers to share
     service = tf.data.experimental.service
@@ -411,6 +418,7 @@ def test_bad_config_for_numpy_and_class_names() -> None:
         class_names("emnist")
 
 
+@pytest.mark.slow
 def test_prepares_when_needed_unless_download_is_false(tmp_path: Path, manual_dir: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not prepared") as raised:
         load("mnist", data_dir=str(tmp_path), download=False)

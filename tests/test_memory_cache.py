@@ -61,6 +61,7 @@ def test_blocks_cut_into_exact_batches_in_order(prepared_data_dir: Path, batch_s
                                                                   memory_cache.BLOCK_EXAMPLES)
 
 
+@pytest.mark.slow
 def test_load_starts_reading_the_split_before_iteration(prepared_data_dir: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The cache's split is read in a background thread from load() on, and read only once."""

@@ -178,6 +178,7 @@ def test_shards_cut_inside_chunks_are_tfds_own_writer_s(
                                   .transpose(0, 2, 1))
 
 
+@pytest.mark.slow
 def test_fresh_process_loads_without_importing_the_package(digits: tfds.core.DatasetBuilder) -> None:
     script = (
         "import sys, tensorflow_datasets as tfds\n"
@@ -196,6 +197,7 @@ def test_fresh_process_loads_without_importing_the_package(digits: tfds.core.Dat
     assert result.stdout.split("\n")[-2] == "ReadOnlyBuilder 20 True ['0', '1', '2']"
 
 
+@pytest.mark.slow
 def test_tfds_build_command_line(tmp_path: Path) -> None:
     tfds_cli = Path(sys.executable).with_name("tfds")
     command = [str(tfds_cli), "build", "emnist_idx", "--imports", "emnist_idx",
@@ -211,6 +213,7 @@ def test_tfds_build_command_line(tmp_path: Path) -> None:
     assert "Generating train examples" in result.stderr
 
 
+@pytest.mark.slow
 def test_model_fit_on_tfds_load_with_uint8_images(digits: tfds.core.DatasetBuilder) -> None:
     train = tfds.load("emnist_idx/digits", split="train", data_dir=str(_root(digits)),
                       as_supervised=True, batch_size=16)

@@ -201,6 +201,7 @@ def test_missing_dataset_info_with_download_is_rebuilt(prepared_data_dir: Path, 
     assert (folder / "dataset_info.json").is_file()
 
 
+@pytest.mark.slow
 def test_the_rebuild_command_in_the_message_works(prepared_data_dir: Path, tmp_path: Path,
                                                   manual_dir: Path) -> None:
     """The command a PreparedDataError gives, run as printed (DIR filled in), repairs the data."""

@@ -23,8 +23,11 @@ def test_readme_starts_with_the_main_job_then_the_tests() -> None:
     assert '".[cpu,test]"' in tests and "pytest" in tests
 
 
-def test_ci_runs_the_readme_test_command_as_written() -> None:
-    assert commands_step_here(_readme_commands()[1]) is None  # .ci/run runs it, byte for byte
+def test_ci_runs_exactly_the_readme_test_command_then_the_hostile_fast_tier() -> None:
+    ci_lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+                if line and not line.startswith("#")]
+    readme_command = ci_lines.index(_readme_commands()[1])
+    assert ci_lines[readme_command + 1:].count(".ci/hostile .venv/bin/python") == 1
 
 
 def test_the_docs_run_the_demo_command_last_step_as_written() -> None:

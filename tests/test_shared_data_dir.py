@@ -20,6 +20,8 @@ from emnist_idx._format.idx import read_idx
 from emnist_idx._prepare import locking
 from tests.bundle_factory import DUMMY_GZIP, REPO
 
+pytestmark = pytest.mark.slow  # concurrent prepares in child processes, byclass-sized files
+
 CONFIG = "mnist"
 VERSION = "1.0.0"
 _ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),

@@ -175,6 +175,7 @@ def test_train_and_test_differ(tmp_path):
     assert not {image.tobytes() for image in train} & {image.tobytes() for image in test}
 
 
+@pytest.mark.slow
 def test_streamed_in_several_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(synthetic, "CHUNK_IMAGES", 4096)
     write_config_files(tmp_path, "digits", 9000, 0, seed=4, compresslevel=1)
@@ -222,6 +223,7 @@ def test_nist_counts_agree_with_the_configs_classes():
     assert set(NIST_COUNTS) == set(CONFIGS)
 
 
+@pytest.mark.slow
 def test_dummy_data_is_complete_and_up_to_date(tmp_path):
     """The committed dummy data is what make_dummy_data.py writes with today's generator."""
     assert set(DUMMY_COUNTS) == set(CONFIGS)

@@ -166,6 +166,7 @@ def test_load_with_a_missing_manual_dir_says_so(tmp_path: Path) -> None:
     assert not (tmp_path / "data" / "emnist_idx" / "digits").exists()
 
 
+@pytest.mark.slow
 def test_load_is_quiet_but_real_warnings_still_show(tmp_path: Path, manual_dir: Path) -> None:
     script = (
         "import emnist_idx, logging, tensorflow_datasets as tfds\n"
@@ -261,6 +262,7 @@ def _assert_one_shuffled_epoch(images: np.ndarray, labels: np.ndarray, data_dir:
     np.testing.assert_allclose(images[order], x[expected] / 255.0, rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
@@ -274,6 +276,7 @@ def test_grain_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
                                np.concatenate([labels for _, labels in batches]), data_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_torch_recipe_reads_every_example_once(data_dir: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch, workers: int) -> None:

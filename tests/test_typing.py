@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 USER_CODE = '''\
@@ -26,6 +28,7 @@ def _mypy(tmp_path: Path, *targets: str) -> subprocess.CompletedProcess:
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
 
 
+@pytest.mark.slow
 def test_import_is_free_of_tensorflow_and_every_export_resolves() -> None:
     script = ("import sys, emnist_idx\n"
               "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules)\n"
@@ -40,11 +43,13 @@ def test_import_is_free_of_tensorflow_and_every_export_resolves() -> None:
                                         "missing: [] dir: True"]
 
 
+@pytest.mark.slow
 def test_mypy_is_clean_on_the_package(tmp_path: Path) -> None:
     done = _mypy(tmp_path, "emnist_idx")
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_mypy_sees_the_lazy_signatures(tmp_path: Path) -> None:
     user = tmp_path / "user.py"
     user.write_text(USER_CODE)

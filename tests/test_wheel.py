@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # builds and installs the wheel
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_FILES = ("README.md", "CITATIONS.bib", "TAGS.txt", "checksums.tsv", "py.typed")
 

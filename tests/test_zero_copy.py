@@ -61,6 +61,7 @@ print("copied")
 """
 
 
+@pytest.mark.slow
 def test_unaligned_arrays_are_copied_not_adopted() -> None:
     # In a child process: adopting a misaligned array would abort the process, not raise.
     done = subprocess.run([sys.executable, "-c", _UNALIGNED_CHILD], capture_output=True, text=True,
@@ -90,6 +91,7 @@ print(json.dumps({"examples": examples, "growth_kb": status_kb("VmHWM") - before
 """
 
 
+@pytest.mark.slow
 def test_the_cache_holds_its_split_once(tmp_path: Path) -> None:
     """Filling the cache takes about the split's size, not the two or three copies it once took."""
     train = 120_000  # 91 MB: far above the fixed costs (the pieces being read, TensorFlow's own)
