@@ -33,6 +33,7 @@ import tensorflow as tf
 from tensorflow.python.data.experimental.ops import prefetching_ops
 
 from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.iteration import FlatBatches, SameOps
 from emnist_idx._pipeline.reading import SplitSource
 
@@ -148,7 +149,7 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
             "does not have them free; use cache=True (host memory) instead") from exc
     indices = memory_cache.each_epoch(
         source.num_examples, lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
-            batch_size, drop_remainder=drop_remainder), shuffle=shuffle, seed=seed)
+            batch_size, drop_remainder=drop_remainder), shuffle=shuffle, epochs=Epochs(seed))
 
     def gather(batch_indices: tf.Tensor) -> tuple:
         return transform(tf.gather(resident_images, batch_indices),

@@ -19,11 +19,16 @@ from emnist_idx import configs
 from emnist_idx._pipeline import (batching, devices, iteration, memory_cache, normalization,
                                   reading, splits)
 from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._pipeline.preparing import prepared_builder
 
 _MAX_BATCH_SIZE = 2**31 - 1  # tf.data's batch sizes are int64, but tensors index with int32
 _UNBATCHED_READ_SIZE = 1024  # examples read and normalized together for batch_size=None
+_SERVICE_NOT_CHECKPOINTABLE = (
+    "load(service=...)'s iterators cannot be checkpointed: the tf.data service's workers hand out "
+    "pieces on demand and keep no position this process could save; save the model and restart "
+    "the epoch instead")
 
 
 def load(
@@ -200,10 +205,12 @@ def load(
         batches, on_device = devices.resident_batches(
             source, batch_size, target, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
             transform=model_ready)
+        epochs = None
     else:  # copied to a device, batches cross as uint8 and become model-ready there
+        epochs = Epochs(seed)
         on_host = target is None and prefetch_to is None
         batches = _read_batches(source, batch_size, model_ready if on_host else None,
-                                shuffle=shuffle, seed=seed, cache=cache,
+                                shuffle=shuffle, seed=seed, epochs=epochs, cache=cache,
                                 drop_remainder=drop_remainder, service=service)
         on_device = model_ready
     if service is None:  # through the service the count is only "at most once" per example
@@ -214,7 +221,9 @@ def load(
     if target is not None:
         return devices.copied_to(batches, target, no_autograph(on_device))
     if prefetch_to is None:
-        return iteration.FlatBatches(batches)
+        if service is not None:
+            return iteration.FlatBatches(batches, uncheckpointable=_SERVICE_NOT_CHECKPOINTABLE)
+        return iteration.FlatBatches(batches, iteration.Progress(epochs, steps, repeat))
     host = batches.map(no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
     return devices.PrefetchedToDevice(host, batches, prefetch_to, no_autograph(model_ready))
@@ -266,35 +275,41 @@ def _examples(arguments: dict) -> tf.data.Dataset:
                          "combined with drop_remainder=True, input_context or a device")
     batches = load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE, "device": None})
     examples = batches.unbatch()
-    if not arguments["repeat"] and arguments["service"] is None:
-        builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
-                                   download=False)
-        examples = examples.apply(tf.data.experimental.assert_cardinality(
-            splits.split_info(builder, arguments["split"]).num_examples))
-    return iteration.FlatBatches(examples)
+    if arguments["service"] is not None:
+        return iteration.FlatBatches(examples, uncheckpointable=batches.uncheckpointable)
+    builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
+                               download=False)
+    per_epoch = splits.split_info(builder, arguments["split"]).num_examples
+    if not arguments["repeat"]:
+        examples = examples.apply(tf.data.experimental.assert_cardinality(per_epoch))
+    return iteration.FlatBatches(examples, iteration.Progress(
+        batches.progress.epochs, per_epoch, arguments["repeat"]))
 
 
 # --- stages, in pipeline order ---
 
 def _read_batches(source: SplitSource, batch_size: int, model_ready: Callable[..., tuple] | None,
-                  *, shuffle: bool, seed: int | None, cache: bool | str, drop_remainder: bool,
-                  service: str | None) -> tf.data.Dataset:
-    """One epoch of batches, from the cache or streamed, each passed through ``model_ready``."""
+                  *, shuffle: bool, seed: int | None, epochs: Epochs, cache: bool | str,
+                  drop_remainder: bool, service: str | None) -> tf.data.Dataset:
+    """One epoch of batches, from the cache or streamed, each passed through ``model_ready``;
+    shuffled in ``epochs``' orders (through the service: from ``seed``)."""
     if service is None and (cache is True or (
             cache == "auto" and memory_cache.fits_in_memory(source.num_examples))):
-        return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
-                                             drop_remainder=drop_remainder, transform=model_ready)
-    if service is not None and not source.is_tfrecord:
+        return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, epochs=epochs,
+                                           drop_remainder=drop_remainder, transform=model_ready)
+    if service is None:
+        chunks = reading.read_chunks(source, epochs if shuffle else None)
+    elif not source.is_tfrecord:
         raise ValueError(
             f"service={service!r} needs TFRecord shards, but {source.builder.info.full_name} was "
             f"prepared as {source.builder.info.file_format.value}: its reader runs Python code "
             "that cannot be sent to the service's workers")
-    chunks = reading.read_chunks(source, shuffle=shuffle, seed=seed,
-                                          for_service=service is not None)
-    if service is not None:
+    else:
         # DYNAMIC sharding hands the pieces (the source dataset's elements) to workers on demand.
-        chunks = chunks.apply(tf.data.experimental.service.distribute(
-            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
+        chunks = reading.service_chunks(source, shuffle=shuffle, seed=seed).apply(
+            tf.data.experimental.service.distribute(
+                processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+                service=service))
     # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
     batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
     if model_ready is None:
