@@ -161,3 +161,21 @@ def test_service_iterators_refuse_to_save(data_dir: str, tmp_path: Path) -> None
     finally:
         worker._stop()  # noqa: SLF001 - in-process servers have no public stop
         dispatcher._stop()  # noqa: SLF001
+
+
+@pytest.mark.usefixtures("two_cpus")
+def test_batches_copied_to_a_device_refuse_to_save(data_dir: str, tmp_path: Path) -> None:
+    iterator = iter(load("digits", seed=0, data_dir=data_dir, device="/cpu:1"))
+    next(iterator)
+    with pytest.raises(NotCheckpointableError, match="copied to a device.*device=None"):
+        tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "ckpt"))
+
+
+def test_chained_datasets_keep_tensorflows_checkpoint_which_refuses(data_dir: str,
+                                                                   tmp_path: Path) -> None:
+    """What the docstring says: ``ds.map(...)``'s iterator is TensorFlow's own, and its checkpoint
+    fails on the epoch counter's state instead of saving the split."""
+    iterator = iter(load("digits", seed=0, data_dir=data_dir).map(lambda x, y: (x, y)))
+    next(iterator)
+    with pytest.raises(tf.errors.FailedPreconditionError, match="stateful"):
+        tf.train.Checkpoint(iterator=iterator).save(str(tmp_path / "ckpt"))

@@ -83,7 +83,8 @@ def load(
         order: from the cache, a permutation of the whole split; streamed, pieces of 16,384
         records in a new order, 4 interleaved, each chunk of 16,384 examples permuted.
       seed: makes the shuffled order the same in every run (each epoch still differs from the
-        last). Not reproducible through ``service``.
+        last): epoch ``e``'s order is a stateless function of ``(seed, e)``. Not reproducible
+        through ``service``.
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
         else sysconf); ``load()`` starts reading the split into it in the background, the first
@@ -140,8 +141,8 @@ def load(
       float32 (uint8 with ``normalize="none"``). ``labels``: (B,) int64 class ids in
       ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
       ``batch_size`` except for a smaller last batch. A Python loop over it (``for x, y in ds``,
-      ``iter(ds)``) runs through a ``FlatIterator``: TensorFlow's iterator, checkpointable as one,
-      minus about two thirds of its per-batch cost.
+      ``iter(ds)``) runs through a ``FlatIterator``: TensorFlow's iterator minus about two thirds
+      of its per-batch cost, checkpointable as a position (below).
 
     Raises:
       ValueError: an argument is not one of its accepted values (the message lists them), the
@@ -168,6 +169,21 @@ def load(
     so the read overlaps whatever runs before the first iteration, which waits for it (a damaged
     record raises there). Streamed datasets read the files on every epoch: those must stay where
     TFDS wrote them.
+
+    Checkpoints: ``tf.train.Checkpoint(iterator=iter(ds))`` saves an iterator of the result
+    itself at any point (cached, "auto" or streamed, with ``repeat`` too) as three integers (the
+    base seed, the epoch, the elements served in it: under 1 KB, never the split); restored into an
+    iterator of a ``load()`` with the same arguments, it yields exactly the elements the saved one
+    would have yielded next, and later ``iter()`` calls of that result continue with the following
+    epochs. Each epoch's order is a stateless function of the seed and the epoch number, so
+    restoring replays the saved epoch's order and skips the elements already served (they are
+    read again, not yielded). Exact for file order and with a ``seed``; with ``seed=None`` the
+    checkpoint carries the random base seed, which the cached path replays exactly, while the
+    streamed path reads pieces in whichever order they finish. ``NotCheckpointableError`` on
+    save: iterators of ``service`` pipelines (the service's workers keep the position) and of
+    batches copied to a device (a ``device`` string, or "auto" with a GPU: use ``device=None``
+    to checkpoint). Iterators of datasets chained on the result (``ds.map(...)``) are
+    TensorFlow's own, whose checkpoint fails on the epoch counter's state.
 
     The result, what is chained on it and their iterators keep the cached split; when the last
     of them is garbage-collected the split is freed, and a background read that has not finished
@@ -201,13 +217,12 @@ def load(
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
     model_ready = _model_ready(builder, normalize, one_hot)
+    epochs = Epochs(seed)  # each epoch's order: a stateless function of (seed, epoch)
     if cache == "device" and target is not None:  # the split kept on the device: indices cross
         batches, on_device = devices.resident_batches(
-            source, batch_size, target, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
-            transform=model_ready)
-        epochs = None
+            source, batch_size, target, shuffle=shuffle, epochs=epochs,
+            drop_remainder=drop_remainder, transform=model_ready)
     else:  # copied to a device, batches cross as uint8 and become model-ready there
-        epochs = Epochs(seed)
         on_host = target is None and prefetch_to is None
         batches = _read_batches(source, batch_size, model_ready if on_host else None,
                                 shuffle=shuffle, seed=seed, epochs=epochs, cache=cache,
