@@ -48,11 +48,12 @@ def _save(iterator, tmp_path: Path) -> str:
 
 
 def _restored(arguments: dict, path: str) -> tuple[tf.data.Dataset, object]:
-    """A fresh ``load(**arguments)`` and its iterator, one batch in (a state to overwrite), then
-    restored from ``path``."""
+    """A fresh ``load(**arguments)`` and an iterator of it, restored from ``path`` after three
+    iterators have each begun an epoch (an epoch counter and a position to overwrite)."""
     dataset = load(**arguments)
-    iterator = iter(dataset)
-    next(iterator)
+    for _ in range(3):
+        iterator = iter(dataset)
+        next(iterator)
     tf.train.Checkpoint(iterator=iterator).restore(path).assert_consumed()
     return dataset, iterator
 
