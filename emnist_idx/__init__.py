@@ -13,7 +13,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from emnist_idx.emnist_idx_dataset_builder import Builder
-from emnist_idx.errors import IdxFormatError, PreparedDataError
+from emnist_idx.errors import IdxFormatError, NotCheckpointableError, PreparedDataError
 from emnist_idx._format.idx import IdxHeader, iter_idx, read_header, read_idx, write_idx
 from emnist_idx._format.mapping import read_mapping
 from emnist_idx.configs import class_names
@@ -37,6 +37,7 @@ __all__ = [
     "Builder",
     "IdxFormatError",
     "IdxHeader",
+    "NotCheckpointableError",
     "PreparedDataError",
     "Source",
     "__version__",

@@ -5,6 +5,7 @@
      │                           malformed, truncated, not a regular file, an unreadable zip member
      └── PreparedDataError       a prepared dataset's file (shard, dataset_info.json, ...) is damaged
     FileNotFoundError            a source file is missing (raised as the builtin, naming the path)
+    NotCheckpointableError       (a TypeError) an iterator whose position cannot be saved
 """
 
 from __future__ import annotations
@@ -38,3 +39,8 @@ class PreparedDataError(ValueError):
         self.rebuild = rebuild
         super().__init__(f"{self.path}: {problem}" + (f"; {rebuild}" if rebuild else ""))
 
+
+
+class NotCheckpointableError(TypeError):
+    """An iterator of ``load()``'s result cannot be saved in a checkpoint (through the tf.data
+    service); the message says why and what to do instead."""

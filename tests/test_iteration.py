@@ -1,5 +1,6 @@
 """Python loops over load()'s batches: FlatIterator yields exactly what TensorFlow's iterator does
-(and what the files hold), and stays TensorFlow's iterator for tf.function and checkpoints."""
+(and what the files hold), stays TensorFlow's iterator for tf.function, and checkpoints (the
+contract in full: tests/test_checkpoint.py)."""
 
 from __future__ import annotations
 
@@ -75,11 +76,12 @@ def test_a_seeded_shuffled_epoch_is_the_same_as_through_tensorflows_iterator(dat
     np.testing.assert_array_equal(np.sort(flat[1]), np.sort(file_labels))  # ... the same examples
 
 
-def test_a_flat_iterator_checkpoints_and_restores_like_tensorflows(data_dir: str,
-                                                                   tmp_path: Path) -> None:
-    # Streamed: an iterator over the in-memory cache cannot be saved, with either iterator
-    # (TensorFlow: "DatasetToSingleElement is stateful").
-    dataset = load("balanced", "test", batch_size=40, shuffle=False, cache=False,
+@pytest.mark.parametrize("cache", [True, False])
+def test_a_flat_iterator_checkpoints_and_restores_in_place(data_dir: str, tmp_path: Path,
+                                                           cache: bool) -> None:
+    """Restored into the iterator that saved it (TensorFlow's iterator cannot be saved at all on
+    the cached path: "DatasetToSingleElement is stateful")."""
+    dataset = load("balanced", "test", batch_size=40, shuffle=False, cache=cache,
                    data_dir=data_dir, download=False)
     iterator = iter(dataset)
     assert type(iterator) is iteration.FlatIterator

@@ -17,6 +17,7 @@ import tensorflow_datasets as tfds
 import emnist_idx
 from emnist_idx import configs
 from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx import class_names
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._pipeline.loading import load, load_numpy
@@ -267,7 +268,7 @@ def test_cache_holds_a_byclass_sized_split(tmp_path: Path) -> None:
     layout = RecordLayout.of(emnist_idx.Builder(config="balanced").info.features)
     source = reading.SplitSource(builder=_TFRecordBuilder(), split="big", num_examples=count,
                                  instructions=(_Instruction(),), layout=layout)
-    dataset = memory_cache.cached_batches(source, 4096, shuffle=True, seed=0,
+    dataset = memory_cache.cached_batches(source, 4096, shuffle=True, epochs=Epochs(0),
                                             drop_remainder=False)
     for epoch in range(2):
         batches = 0

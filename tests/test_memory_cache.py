@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.loading import load
 from emnist_idx.errors import PreparedDataError
 
@@ -45,7 +46,7 @@ def test_blocks_cut_into_exact_batches_in_order(prepared_data_dir: Path, batch_s
     source = reading.split_source(builder, "train")
     images, labels = reading.read_split(source)
     total = len(labels)
-    dataset = memory_cache.cached_batches(source, batch_size, shuffle=False, seed=None,
+    dataset = memory_cache.cached_batches(source, batch_size, shuffle=False, epochs=Epochs(None),
                                           drop_remainder=drop_remainder)
     if drop_remainder and total >= batch_size:
         assert dataset.element_spec[0].shape.as_list() == [batch_size, 28, 28, 1]

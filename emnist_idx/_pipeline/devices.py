@@ -33,6 +33,7 @@ import tensorflow as tf
 from tensorflow.python.data.experimental.ops import prefetching_ops
 
 from emnist_idx._pipeline import memory_cache, reading
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.iteration import FlatBatches, SameOps
 from emnist_idx._pipeline.reading import SplitSource
 
@@ -127,7 +128,7 @@ def copied_to(batches: tf.data.Dataset, device: str,
 
 
 def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuffle: bool,
-                     seed: int | None, drop_remainder: bool, transform: Callable[..., tuple]
+                     epochs: Epochs, drop_remainder: bool, transform: Callable[..., tuple]
                      ) -> tuple[tf.data.Dataset, Callable[[tf.Tensor], tuple]]:
     """One epoch of index batches (host) and the function making each batch on ``device``.
 
@@ -148,7 +149,7 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
             "does not have them free; use cache=True (host memory) instead") from exc
     indices = memory_cache.each_epoch(
         source.num_examples, lambda order: tf.data.Dataset.from_tensor_slices(order).batch(
-            batch_size, drop_remainder=drop_remainder), shuffle=shuffle, seed=seed)
+            batch_size, drop_remainder=drop_remainder), shuffle=shuffle, epochs=epochs)
 
     def gather(batch_indices: tf.Tensor) -> tuple:
         return transform(tf.gather(resident_images, batch_indices),
@@ -157,18 +158,25 @@ def resident_batches(source: SplitSource, batch_size: int, device: str, *, shuff
     return indices, gather
 
 
+_NOT_CHECKPOINTABLE = (
+    "iterators of batches copied to a device (load(device='/gpu:0'), or device='auto' with a GPU) "
+    "cannot be checkpointed: their prefetched batches live on the device; checkpoint an iterator "
+    "of load(..., device=None) instead, whose batches Keras copies to the device itself")
+
+
 class WithCardinality(FlatBatches):
     """A dataset reporting a cardinality its ops cannot: the copy to a device loses it.
 
     Keras reads ``cardinality()`` to count the steps of an epoch; without it the first epoch has
     no progress total and ends with a "ran out of data" warning. No op is added (an
     assert_cardinality after the copy would run on the host with a dataset made on the device).
-    Python loops over it run through ``iteration.FlatIterator``.
+    Python loops over it run through ``iteration.FlatIterator``, which refuses to be checkpointed
+    (``NotCheckpointableError``).
     """
 
     def __init__(self, dataset: tf.data.Dataset, cardinality: tf.Tensor) -> None:
         self._cardinality = cardinality
-        super().__init__(dataset)
+        super().__init__(dataset, uncheckpointable=_NOT_CHECKPOINTABLE)
 
     def cardinality(self) -> tf.Tensor:
         return self._cardinality

@@ -19,11 +19,16 @@ from emnist_idx import configs
 from emnist_idx._pipeline import (batching, devices, iteration, memory_cache, normalization,
                                   reading, splits)
 from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.reading import SplitSource
 from emnist_idx._pipeline.preparing import prepared_builder
 
 _MAX_BATCH_SIZE = 2**31 - 1  # tf.data's batch sizes are int64, but tensors index with int32
 _UNBATCHED_READ_SIZE = 1024  # examples read and normalized together for batch_size=None
+_SERVICE_NOT_CHECKPOINTABLE = (
+    "load(service=...)'s iterators cannot be checkpointed: the tf.data service's workers hand out "
+    "pieces on demand and keep no position this process could save; save the model and restart "
+    "the epoch instead")
 
 
 def load(
@@ -78,7 +83,8 @@ def load(
         order: from the cache, a permutation of the whole split; streamed, pieces of 16,384
         records in a new order, 4 interleaved, each chunk of 16,384 examples permuted.
       seed: makes the shuffled order the same in every run (each epoch still differs from the
-        last). Not reproducible through ``service``.
+        last): epoch ``e``'s order is a stateless function of ``(seed, e)``. Not reproducible
+        through ``service``.
       cache: "auto" (default) keeps the split's uint8 images (784 bytes an example, never float32)
         and labels in memory when they take at most a quarter of the memory available now (psutil,
         else sysconf); ``load()`` starts reading the split into it in the background, the first
@@ -135,8 +141,8 @@ def load(
       float32 (uint8 with ``normalize="none"``). ``labels``: (B,) int64 class ids in
       ``[0, len(class_names(config)))``, or (B, num_classes) float32 one-hot rows. B is
       ``batch_size`` except for a smaller last batch. A Python loop over it (``for x, y in ds``,
-      ``iter(ds)``) runs through a ``FlatIterator``: TensorFlow's iterator, checkpointable as one,
-      minus about two thirds of its per-batch cost.
+      ``iter(ds)``) runs through a ``FlatIterator``: TensorFlow's iterator minus about two thirds
+      of its per-batch cost, checkpointable as a position (below).
 
     Raises:
       ValueError: an argument is not one of its accepted values (the message lists them), the
@@ -163,6 +169,21 @@ def load(
     so the read overlaps whatever runs before the first iteration, which waits for it (a damaged
     record raises there). Streamed datasets read the files on every epoch: those must stay where
     TFDS wrote them.
+
+    Checkpoints: ``tf.train.Checkpoint(iterator=iter(ds))`` saves an iterator of the result
+    itself at any point (cached, "auto" or streamed, with ``repeat`` too) as three integers (the
+    base seed, the epoch, the elements served in it: under 1 KB, never the split); restored into an
+    iterator of a ``load()`` with the same arguments, it yields exactly the elements the saved one
+    would have yielded next, and later ``iter()`` calls of that result continue with the following
+    epochs. Each epoch's order is a stateless function of the seed and the epoch number, so
+    restoring replays the saved epoch's order and skips the elements already served (they are
+    read again, not yielded). Exact for file order and with a ``seed``; with ``seed=None`` the
+    checkpoint carries the random base seed, which the cached path replays exactly, while the
+    streamed path reads pieces in whichever order they finish. ``NotCheckpointableError`` on
+    save: iterators of ``service`` pipelines (the service's workers keep the position) and of
+    batches copied to a device (a ``device`` string, or "auto" with a GPU: use ``device=None``
+    to checkpoint). Iterators of datasets chained on the result (``ds.map(...)``) are
+    TensorFlow's own, whose checkpoint fails on the epoch counter's state.
 
     The result, what is chained on it and their iterators keep the cached split; when the last
     of them is garbage-collected the split is freed, and a background read that has not finished
@@ -196,14 +217,15 @@ def load(
         raise ValueError(f"split={source.split!r} has {source.num_examples} examples, fewer than "
                          f"batch_size={batch_size}, and drop_remainder=True leaves no batch")
     model_ready = _model_ready(builder, normalize, one_hot)
+    epochs = Epochs(seed)  # each epoch's order: a stateless function of (seed, epoch)
     if cache == "device" and target is not None:  # the split kept on the device: indices cross
         batches, on_device = devices.resident_batches(
-            source, batch_size, target, shuffle=shuffle, seed=seed, drop_remainder=drop_remainder,
-            transform=model_ready)
+            source, batch_size, target, shuffle=shuffle, epochs=epochs,
+            drop_remainder=drop_remainder, transform=model_ready)
     else:  # copied to a device, batches cross as uint8 and become model-ready there
         on_host = target is None and prefetch_to is None
         batches = _read_batches(source, batch_size, model_ready if on_host else None,
-                                shuffle=shuffle, seed=seed, cache=cache,
+                                shuffle=shuffle, seed=seed, epochs=epochs, cache=cache,
                                 drop_remainder=drop_remainder, service=service)
         on_device = model_ready
     if service is None:  # through the service the count is only "at most once" per example
@@ -214,7 +236,9 @@ def load(
     if target is not None:
         return devices.copied_to(batches, target, no_autograph(on_device))
     if prefetch_to is None:
-        return iteration.FlatBatches(batches)
+        if service is not None:
+            return iteration.FlatBatches(batches, uncheckpointable=_SERVICE_NOT_CHECKPOINTABLE)
+        return iteration.FlatBatches(batches, iteration.Progress(epochs, steps, repeat))
     host = batches.map(no_autograph(model_ready), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
     return devices.PrefetchedToDevice(host, batches, prefetch_to, no_autograph(model_ready))
@@ -266,35 +290,41 @@ def _examples(arguments: dict) -> tf.data.Dataset:
                          "combined with drop_remainder=True, input_context or a device")
     batches = load(**{**arguments, "batch_size": _UNBATCHED_READ_SIZE, "device": None})
     examples = batches.unbatch()
-    if not arguments["repeat"] and arguments["service"] is None:
-        builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
-                                   download=False)
-        examples = examples.apply(tf.data.experimental.assert_cardinality(
-            splits.split_info(builder, arguments["split"]).num_examples))
-    return iteration.FlatBatches(examples)
+    if arguments["service"] is not None:
+        return iteration.FlatBatches(examples, uncheckpointable=batches.uncheckpointable)
+    builder = prepared_builder(arguments["config"], data_dir=arguments["data_dir"],
+                               download=False)
+    per_epoch = splits.split_info(builder, arguments["split"]).num_examples
+    if not arguments["repeat"]:
+        examples = examples.apply(tf.data.experimental.assert_cardinality(per_epoch))
+    return iteration.FlatBatches(examples, iteration.Progress(
+        batches.progress.epochs, per_epoch, arguments["repeat"]))
 
 
 # --- stages, in pipeline order ---
 
 def _read_batches(source: SplitSource, batch_size: int, model_ready: Callable[..., tuple] | None,
-                  *, shuffle: bool, seed: int | None, cache: bool | str, drop_remainder: bool,
-                  service: str | None) -> tf.data.Dataset:
-    """One epoch of batches, from the cache or streamed, each passed through ``model_ready``."""
+                  *, shuffle: bool, seed: int | None, epochs: Epochs, cache: bool | str,
+                  drop_remainder: bool, service: str | None) -> tf.data.Dataset:
+    """One epoch of batches, from the cache or streamed, each passed through ``model_ready``;
+    shuffled in ``epochs``' orders (through the service: from ``seed``)."""
     if service is None and (cache is True or (
             cache == "auto" and memory_cache.fits_in_memory(source.num_examples))):
-        return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, seed=seed,
-                                             drop_remainder=drop_remainder, transform=model_ready)
-    if service is not None and not source.is_tfrecord:
+        return memory_cache.cached_batches(source, batch_size, shuffle=shuffle, epochs=epochs,
+                                           drop_remainder=drop_remainder, transform=model_ready)
+    if service is None:
+        chunks = reading.read_chunks(source, epochs if shuffle else None)
+    elif not source.is_tfrecord:
         raise ValueError(
             f"service={service!r} needs TFRecord shards, but {source.builder.info.full_name} was "
             f"prepared as {source.builder.info.file_format.value}: its reader runs Python code "
             "that cannot be sent to the service's workers")
-    chunks = reading.read_chunks(source, shuffle=shuffle, seed=seed,
-                                          for_service=service is not None)
-    if service is not None:
+    else:
         # DYNAMIC sharding hands the pieces (the source dataset's elements) to workers on demand.
-        chunks = chunks.apply(tf.data.experimental.service.distribute(
-            processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC, service=service))
+        chunks = reading.service_chunks(source, shuffle=shuffle, seed=seed).apply(
+            tf.data.experimental.service.distribute(
+                processing_mode=tf.data.experimental.service.ShardingPolicy.DYNAMIC,
+                service=service))
     # Batches keep their order (deterministic) so that the smaller remainder batch comes last.
     batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
     if model_ready is None:

@@ -24,9 +24,10 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
+from emnist_idx import configs
 from emnist_idx._pipeline import batching, python_calls, reading, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
-from emnist_idx import configs
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.reading import SplitSource
 
 # cache="auto" caches a split when its uint8 images and int64 labels take at most this share of the
@@ -61,7 +62,7 @@ def fits_in_memory(num_examples: int) -> bool:
     return cache_bytes(num_examples) <= CACHE_FRACTION * available_memory()
 
 
-def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed: int | None,
+def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, epochs: Epochs,
                    drop_remainder: bool, transform: Callable[..., Batch] | None = None
                    ) -> tf.data.Dataset:
     """One epoch of batches from the split in memory, which is read in the background from now on.
@@ -92,7 +93,7 @@ def cached_batches(source: SplitSource, batch_size: int, *, shuffle: bool, seed:
         # Every block but the last holds whole batches, so no batch mixes two blocks.
         return blocks.rebatch(batch_size, drop_remainder=drop_remainder)
 
-    batches = each_epoch(source.num_examples, epoch, shuffle=shuffle, seed=seed)
+    batches = each_epoch(source.num_examples, epoch, shuffle=shuffle, epochs=epochs)
     # The pipeline's functions hold the read only weakly (``python_calls.weak_method``): this
     # dataset, what is chained on it and their iterators keep it, and it goes with the last of them.
     batches._emnist_idx_split_prefetch = prefetch  # pylint: disable=protected-access
@@ -129,27 +130,21 @@ def ceiling_batches(num_examples: int, batch_size: int = 128, one_hot: int | Non
 
 
 def each_epoch(num_examples: int, make_epoch: Callable[[tf.Tensor], tf.data.Dataset], *,
-               shuffle: bool, seed: int | None) -> tf.data.Dataset:
+               shuffle: bool, epochs: Epochs) -> tf.data.Dataset:
     """``make_epoch(order)`` once per iteration, ``order`` being that epoch's order of the
-    examples (int64 indices): a fresh permutation each epoch, or file order without ``shuffle``.
+    examples (int64 indices): with ``shuffle`` a permutation drawn statelessly from the epoch's
+    seed pair (``epochs``), so a checkpoint restores it; file order without.
 
     The order is drawn inside the one function tf.data traces for the epoch: a function of its
     own would cost ``load()`` another ~10 ms of tracing.
     """
-    if shuffle:
-        # Dataset.random draws a new seed pair each time the dataset is iterated (each epoch),
-        # from a sequence fixed by ``seed``; the permutation itself is stateless, so reproducible.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2).take(1)
-    else:
-        seeds = tf.data.Dataset.from_tensors(tf.zeros((2,), tf.int64))
-
-    def epoch(pair: tf.Tensor) -> tf.data.Dataset:
+    def epoch(seed_pair: tf.Tensor) -> tf.data.Dataset:
         order = tf.range(num_examples, dtype=tf.int64)
         if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, seed=pair)
+            order = tf.random.experimental.stateless_shuffle(order, seed=seed_pair)
         return make_epoch(order)
 
-    return seeds.flat_map(no_autograph(epoch))
+    return epochs.each_epoch(epoch)
 
 
 def _whole_split(source: SplitSource) -> tuple[tf.data.Dataset, SplitPrefetch | None]:

@@ -27,8 +27,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
+from emnist_idx._pipeline import epochs as epochs_lib
 from emnist_idx._pipeline import prepared, python_calls, splits, zero_copy
 from emnist_idx._pipeline.batching import no_autograph
+from emnist_idx._pipeline.epochs import Epochs
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare.shard_identity import ShardReads
 
@@ -148,35 +150,66 @@ def _read_split_as_data_source(source: SplitSource) -> tuple[np.ndarray, np.ndar
             np.concatenate([labels for _, labels in chunks]))
 
 
-def read_chunks(source: SplitSource, *, shuffle: bool = False, seed: int | None = None,
-                for_service: bool = False) -> tf.data.Dataset:
+def read_chunks(source: SplitSource, epochs: Epochs | None = None) -> tf.data.Dataset:
     """The split as checked chunks (uint8 images, int64 labels) of up to ``CHUNK_RECORDS`` examples
     (``INTERLEAVED_PIECES`` times that when shuffled).
 
-    Without ``shuffle`` the examples come in file order. With it, the split's file instructions are
-    cut into pieces of ``PIECE_RECORDS``, which come in a new order each iteration; every
-    ``INTERLEAVED_PIECES`` of them are read together and permuted as a whole; a ``seed`` makes that
-    sequence the same in every run. ``for_service`` reads with TF ops only (serializable) and keeps
-    the pieces in order: the units the tf.data service hands to its workers (a worker's shuffle
-    buffer would claim them all).
+    Without ``epochs`` the examples come in file order. With it they are shuffled: the split's file
+    instructions are cut into pieces of ``PIECE_RECORDS``, which come in a new order each epoch;
+    every ``INTERLEAVED_PIECES`` of them are read together and permuted as a whole. Both orders
+    are stateless functions of the epoch's seed pair (``epochs``), so a checkpoint replays them.
     """
     if not source.is_tfrecord:
-        chunks = _random_access_chunks(source, shuffle, seed)
-    elif for_service:
-        chunks = _tfrecord_dataset_chunks(source)
+        count = -(-source.num_examples // CHUNK_RECORDS)
+        chunks_of = lambda indices: _random_access_chunks(source, indices)  # noqa: E731
     else:
-        chunks = _frame_chunks(source, shuffle, seed)
-    return _permute_each(chunks, seed) if shuffle else chunks
+        count = len(_pieces(source.instructions, PIECE_RECORDS))
+        chunks_of = lambda indices: _frame_chunks(  # noqa: E731
+            source, indices, INTERLEAVED_PIECES if epochs else 1,
+            deterministic=epochs is None or epochs.seeded)
+    if epochs is None:
+        return chunks_of(tf.data.Dataset.range(count))
+
+    def epoch(seed_pair: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(tf.range(count, dtype=tf.int64),
+                                                         seed=seed_pair)
+        chunks = chunks_of(tf.data.Dataset.from_tensor_slices(order)).enumerate()
+        return chunks.map(no_autograph(lambda index, chunk: _permuted(
+            chunk, epochs_lib.chunk_seed(seed_pair, index))), num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=epochs.seeded)
+
+    return epochs.each_epoch(epoch)
 
 
-def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
-    """Pieces read and checked by ``prepared.read_records`` (numpy), in parallel."""
-    filenames, skips, takes, in_shards = (np.array(column) for column in zip(
+def service_chunks(source: SplitSource, *, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+    """``read_chunks`` for the tf.data service: TF ops only (serializable), pieces in file order
+    (the units the service hands to its workers; a worker's shuffle buffer would claim them all),
+    each chunk permuted when ``shuffle`` (from a ``seed``ed stream, redrawn each epoch)."""
+    chunks = _tfrecord_dataset_chunks(source)
+    if not shuffle:
+        return chunks
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+    return tf.data.Dataset.zip(chunks, seeds).map(
+        no_autograph(_permuted), num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+
+
+def _permuted(chunk: tuple[tf.Tensor, tf.Tensor], seed_pair: tf.Tensor
+              ) -> tuple[tf.Tensor, tf.Tensor]:
+    """The chunk's examples in the stateless permutation of ``seed_pair``."""
+    images, labels = chunk
+    order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels)[0]), seed=seed_pair)
+    return tf.gather(images, order), tf.gather(labels, order)
+
+
+def _frame_chunks(source: SplitSource, indices: tf.data.Dataset, together: int, *,
+                  deterministic: bool) -> tf.data.Dataset:
+    """The pieces at ``indices``, ``together`` at a time, read and checked by
+    ``prepared.read_records`` (numpy), in parallel."""
+    filenames, skips, takes, in_shards = (tf.constant(np.array(column)) for column in zip(
         *_pieces(source.instructions, PIECE_RECORDS)))
-    pieces = tf.data.Dataset.from_tensor_slices((filenames, skips, takes, in_shards))
-    if shuffle:
-        pieces = pieces.shuffle(len(filenames), seed=seed, reshuffle_each_iteration=True)
-    pieces = pieces.batch(INTERLEAVED_PIECES if shuffle else 1)
+    pieces = indices.map(no_autograph(lambda index: (
+        tf.gather(filenames, index), tf.gather(skips, index), tf.gather(takes, index),
+        tf.gather(in_shards, index)))).batch(together)
     layout = source.layout
     shard_reads = ShardReads()  # digests are checked as each shard's last piece is read
 
@@ -196,7 +229,7 @@ def _frame_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.da
         return tf.ensure_shape(images, (None, *configs.IMAGE_SHAPE)), tf.ensure_shape(labels, (None,))
 
     return pieces.map(no_autograph(read_op), num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=seed is not None or not shuffle)
+                      deterministic=deterministic)
 
 
 def _tfrecord_dataset_chunks(source: SplitSource) -> tf.data.Dataset:
@@ -246,12 +279,12 @@ def _pieces(instructions: tuple, max_records: int | None
     return pieces
 
 
-def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+def _random_access_chunks(source: SplitSource, indices: tf.data.Dataset) -> tf.data.Dataset:
     """The fallback for formats tf.data cannot read (array_record): TFDS's data source, in chunks.
 
     Records are fetched raw through ``builder.as_data_source`` in Python, one chunk of index range
-    per call, and then parsed. The pipeline holds a Python function, so it
-    cannot be serialized (no tf.data service).
+    (chunk ``index`` of ``indices``) per call, and then parsed. The pipeline holds a Python
+    function, so it cannot be serialized (no tf.data service).
     """
     data_source = source.builder.as_data_source(
         split=source.split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
@@ -259,26 +292,11 @@ def _random_access_chunks(source: SplitSource, shuffle: bool, seed: int | None) 
     def fetch(start: np.int64, stop: np.int64) -> np.ndarray:
         return np.array(data_source.__getitems__(range(int(start), int(stop))), dtype=object)
 
-    starts = np.arange(0, source.num_examples, CHUNK_RECORDS, dtype=np.int64)
-    ranges = tf.data.Dataset.from_tensor_slices(
-        (starts, np.minimum(starts + CHUNK_RECORDS, source.num_examples)))
-    if shuffle:
-        ranges = ranges.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
-    features = source.builder.info.features
-    return ranges.map(no_autograph(lambda start, stop: parse_records(tf.ensure_shape(
-        tf.numpy_function(python_calls.guarded(fetch), [start, stop], tf.string, stateful=False), [None]), features)))
+    def chunk(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        start = index * CHUNK_RECORDS
+        stop = tf.minimum(start + CHUNK_RECORDS, source.num_examples)
+        records = tf.numpy_function(python_calls.guarded(fetch), [start, stop], tf.string,
+                                    stateful=False)
+        return parse_records(tf.ensure_shape(records, [None]), source.builder.info.features)
 
-
-def _permute_each(chunks: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
-    """Permutes every chunk's examples, with new permutations each iteration."""
-    # One stateless seed per chunk from a seeded stream that is redrawn each iteration (epoch),
-    # so the order is reproducible without any stateful op in a parallel map.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-
-    def permute(chunk: tuple[tf.Tensor, tf.Tensor], pair: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        images, labels = chunk
-        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(labels)[0]), seed=pair)
-        return tf.gather(images, order), tf.gather(labels, order)
-
-    return tf.data.Dataset.zip(chunks, seeds).map(
-        no_autograph(permute), num_parallel_calls=tf.data.AUTOTUNE, deterministic=seed is not None)
+    return indices.map(no_autograph(chunk))
