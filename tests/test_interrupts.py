@@ -49,7 +49,10 @@ EXPECTED_CODES = {"SIGINT": (130, -signal.SIGINT), "SIGTERM": (143, -signal.SIGT
                   "exit": (0,), "drop": (0,)}
 
 _CHILD = """
-import gc, sys
+import gc, signal, sys
+# Ctrl-C as in a terminal, even when the tests run in the background (where SIGINT is ignored and
+# Python then installs no handler: the child would iterate on, a false hang).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path, stop_at, ending, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 import tensorflow as tf
 if path == "device":
