@@ -11,6 +11,11 @@ exit takes 3-7 s (measured at a load average of 8-12). Before ``python_calls``, 
 
 The smoke runs (``SMOKE_RUNS`` per path) are in the fast tier; ``RUNS`` and ``SOAK_RUNS`` per path
 are marked slow. Set ``EMNIST_IDX_FUZZ_SEED`` to replay a seed printed by a failure.
+
+The cached path's abort (glibc's ``free(): invalid next size (fast)``) and segfault were a
+``KeyboardInterrupt`` raised inside TensorFlow's fast path while it read ``TensorShape`` attributes
+(``iteration``'s module doc); ``STORM_SECONDS`` of Ctrl-C every few milliseconds reproduced one in
+every run before ``iteration.plain_signature``.
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
+from emnist_idx._pipeline import iteration
 from tests.bundle_factory import REPO
 
 SMOKE_RUNS = 2
@@ -35,13 +42,17 @@ SOAK_RUNS = 50
 EXIT_SECONDS = 5.0
 HANG_SECONDS = 60.0
 START_SECONDS = 240  # a child's start (importing TensorFlow) on a loaded 2-core machine
+STORM_SECONDS = 15.0
 PATHS = ("cached", "streamed", "device", "service")
 ENDINGS = ("SIGINT", "SIGTERM", "exit", "drop")
 EXPECTED_CODES = {"SIGINT": (130, -signal.SIGINT), "SIGTERM": (143, -signal.SIGTERM),
                   "exit": (0,), "drop": (0,)}
 
 _CHILD = """
-import gc, sys
+import gc, signal, sys
+# Ctrl-C as in a terminal, even when the tests run in the background (where SIGINT is ignored and
+# Python then installs no handler: the child would iterate on, a false hang).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 path, stop_at, ending, data_dir = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 import tensorflow as tf
 if path == "device":
@@ -93,10 +104,14 @@ def fuzz_seed() -> int:
     return seed
 
 
+def _child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
+
+
 def run_child(interrupt: Interrupt, data_dir: Path, exit_seconds: float) -> str | None:
     """Runs one interrupted child; returns what went wrong, or None."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONFAULTHANDLER": "1"}
+    env = _child_env()
     child = subprocess.Popen([sys.executable, "-c", _CHILD, interrupt.path, str(interrupt.stop_at),
                               interrupt.ending, str(data_dir)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
@@ -173,3 +188,96 @@ def test_interrupted_runs_exit_cleanly(prepared_data_dir: Path, path: str) -> No
 @pytest.mark.parametrize("path", PATHS)
 def test_interrupted_runs_exit_cleanly_soak(prepared_data_dir: Path, path: str) -> None:
     run_all(draw(path, SOAK_RUNS, fuzz_seed()), prepared_data_dir)
+
+
+def test_the_flat_iterator_hands_the_op_only_plain_ints_and_tuples(
+        data_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No attribute value of ``IteratorGetNext`` runs Python code when TensorFlow reads it, so
+    Ctrl-C cannot interrupt TensorFlow's fast path half-way (the cached path's abort)."""
+    import emnist_idx  # noqa: PLC0415 - the conftest's TensorFlow setup comes first
+
+    seen: list[dict] = []
+    get_next = iteration.gen_dataset_ops.iterator_get_next
+
+    def recording(resource, **attributes):
+        seen.append(attributes)
+        return get_next(resource, **attributes)
+
+    monkeypatch.setattr(iteration.gen_dataset_ops, "iterator_get_next", recording)
+    dataset = emnist_idx.load("balanced", "train", batch_size=32, cache=True, repeat=False,
+                              data_dir=data_dir, download=False, device=None)
+    batches = list(dataset)
+    assert sum(int(labels.shape[0]) for _, labels in batches) == 1128 and len(seen) > 1
+    assert batches[0][0].shape == (32, 28, 28, 1) and batches[0][0].dtype == tf.float32
+
+    def plain(value: object) -> bool:
+        if isinstance(value, tuple):
+            return all(plain(item) for item in value)
+        return value is None or type(value) is int
+
+    for attributes in seen:
+        assert plain(attributes["output_types"]) and plain(attributes["output_shapes"]), attributes
+    assert seen[0]["output_types"] == (tf.float32.as_datatype_enum, tf.int64.as_datatype_enum)
+    assert seen[0]["output_shapes"] == ((None, 28, 28, 1), (None,))
+
+
+def test_plain_signature_keeps_unknown_ranks_and_sizes() -> None:
+    types, shapes = iteration.plain_signature(
+        [tf.float32, tf.int64, tf.string],
+        [tf.TensorShape([None, 3]), tf.TensorShape(None), tf.TensorShape([])])
+    assert types == (tf.float32.as_datatype_enum, tf.int64.as_datatype_enum,
+                     tf.string.as_datatype_enum)
+    assert shapes == ((None, 3), None, ())
+
+
+_STORM_CHILD = """
+import os, signal, sys, threading, time
+import emnist_idx
+data_dir, seconds = sys.argv[1], float(sys.argv[2])
+dataset = emnist_idx.load("balanced", "train", batch_size=32, repeat=True, cache=True, seed=0,
+                          data_dir=data_dir, download=False, device=None)
+iterator = iter(dataset)
+next(iterator)  # the cache is filled
+
+
+def interrupt_often():
+    while True:
+        time.sleep(0.002)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+armed = False
+
+
+def interrupted(signum, frame):  # Python's own handler, but only around next()
+    if armed:
+        raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGINT, interrupted)
+threading.Thread(target=interrupt_often, daemon=True).start()
+batches = interrupts = 0
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        armed = True
+        next(iterator)
+        armed = False
+        batches += 1
+    except KeyboardInterrupt:
+        armed = False
+        interrupts += 1
+print("STORM", batches, interrupts, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_storm_of_ctrl_c_during_cached_iteration_never_corrupts_the_heap(
+        prepared_data_dir: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _STORM_CHILD, str(prepared_data_dir),
+                           str(STORM_SECONDS)], capture_output=True, text=True,
+                          timeout=START_SECONDS + 2 * STORM_SECONDS, env=_child_env())
+    assert done.returncode == 0, _crash_report(done.stderr)
+    _, batches, interrupts = done.stdout.split()[-3:]
+    print(f"\n{batches} batches and {interrupts} KeyboardInterrupts in {STORM_SECONDS} s")
+    assert int(batches) > 100 and int(interrupts) > 100

@@ -23,11 +23,20 @@ Anything chained on it is an ordinary dataset with TensorFlow's iterator; inside
 its iteration is TensorFlow's own. ``FlatIterator`` relies on ``OwnedIterator``'s private
 ``_next_internal`` and on three private attributes (its resource, flat output types and shapes);
 where an iterator lacks those attributes, ``iter()`` falls back to TensorFlow's iterator.
+
+Ctrl-C: ``FlatIterator`` hands the op its output types and shapes as plain ints and tuples
+(``plain_signature``), not ``DType`` and ``TensorShape`` objects. TensorFlow's fast path
+(``TFE_Py_FastPathExecute``) reads a shape through ``len()`` and ``[]``, which on a ``TensorShape``
+run Python code, and so Python's pending signal handlers: a ``KeyboardInterrupt`` raised there is not
+checked. ``len()`` returning -1 in the first of its two passes sized the dims buffer too small
+(glibc then aborted: ``free(): invalid next size (fast)``), an item returning NULL was dereferenced
+(a segfault). Ints and tuples are read in C alone, so the interrupt is raised after the op returns.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import tensorflow as tf
 from tensorflow.python.data.ops import iterator_ops
@@ -92,10 +101,14 @@ class FlatIterator(iterator_ops.OwnedIterator):
         self._served += 1
         return element
 
+    @functools.cached_property
+    def _plain_signature(self) -> tuple[tuple[int, ...], tuple[tuple[int | None, ...] | None, ...]]:
+        return plain_signature(self._flat_output_types, self._flat_output_shapes)
+
     def _get_next(self) -> tuple[tf.Tensor, ...]:
+        output_types, output_shapes = self._plain_signature
         return tuple(gen_dataset_ops.iterator_get_next(
-            self._iterator_resource, output_types=self._flat_output_types,
-            output_shapes=self._flat_output_shapes))
+            self._iterator_resource, output_types=output_types, output_shapes=output_shapes))
 
     def _serialize_to_tensors(self):
         if self._uncheckpointable:
@@ -146,3 +159,11 @@ def is_flat(element_spec: object) -> bool:
     """Whether elements of ``element_spec`` are a tuple of dense tensors."""
     return isinstance(element_spec, tuple) and all(
         isinstance(spec, tf.TensorSpec) for spec in element_spec)
+
+
+def plain_signature(types: list[tf.DType], shapes: list[tf.TensorShape]
+                    ) -> tuple[tuple[int, ...], tuple[tuple[int | None, ...] | None, ...]]:
+    """``types`` as their enum ints and ``shapes`` as tuples (None: unknown rank or size): attribute
+    values that TensorFlow's fast path reads without running Python code (see the module's doc)."""
+    return (tuple(dtype.as_datatype_enum for dtype in types),
+            tuple(None if shape.rank is None else tuple(shape.as_list()) for shape in shapes))
