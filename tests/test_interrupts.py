@@ -9,8 +9,8 @@ the smoke tier only prints its times: on a shared 2-core machine under load, Ten
 exit takes 3-7 s (measured at a load average of 8-12). Before ``python_calls``, 1 run in 12 aborted
 (``free(): invalid next size (fast)``) or hung on the streamed path.
 
-The smoke runs (``SMOKE_RUNS`` per path) are in the fast tier; ``RUNS`` and ``SOAK_RUNS`` per path
-are marked slow. Set ``EMNIST_IDX_FUZZ_SEED`` to replay a seed printed by a failure.
+The smoke runs (``SMOKE_RUNS`` per path) are in the fast tier; ``RUNS`` per path are marked slow;
+``SOAK_RUNS`` per path are a soak job (``pytest -m soak``), left out of the default run. Set ``EMNIST_IDX_FUZZ_SEED`` to replay a seed printed by a failure.
 
 The cached path's abort (glibc's ``free(): invalid next size (fast)``) and segfault were a
 ``KeyboardInterrupt`` raised inside TensorFlow's fast path while it read ``TensorShape`` attributes
@@ -36,7 +36,7 @@ import tensorflow as tf
 from emnist_idx._pipeline import iteration
 from tests.bundle_factory import REPO
 
-SMOKE_RUNS = 2
+SMOKE_RUNS = 1
 RUNS = 10
 SOAK_RUNS = 50
 EXIT_SECONDS = 5.0
@@ -185,6 +185,7 @@ def test_interrupted_runs_exit_cleanly(prepared_data_dir: Path, path: str) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.parametrize("path", PATHS)
 def test_interrupted_runs_exit_cleanly_soak(prepared_data_dir: Path, path: str) -> None:
     run_all(draw(path, SOAK_RUNS, fuzz_seed()), prepared_data_dir)
