@@ -20,7 +20,8 @@ from etils import epath
 from tensorflow_datasets.core.utils import file_utils
 
 from emnist_idx import configs
-from emnist_idx._pipeline import frames, storage
+from emnist_idx._format import storage
+from emnist_idx._pipeline import frames
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare import shard_identity, tfrecord_frames
 from emnist_idx._prepare.data_dir import check_data_dir
@@ -66,9 +67,9 @@ def prepare_mode(rebuild: bool) -> tfds.download.GenerateMode:
             else tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS)
 
 
-def check_json_files(folder: str | os.PathLike) -> None:
+def check_json_files(location: str | os.PathLike) -> None:
     """Raises PreparedDataError unless each JSON file TFDS reads is there, readable and valid."""
-    folder = storage.path(folder)
+    folder = storage.path(location)
     for name, keys in _JSON_FILES.items():
         path = folder / name
         try:

@@ -16,7 +16,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -98,7 +98,7 @@ def write_shard(task: ShardTask, *, encoder: RecordEncoder, file_format: tfds.co
     return histogram.counts
 
 
-def _sum_counts(counts: object) -> np.ndarray:
+def _sum_counts(counts: Iterable[np.ndarray]) -> np.ndarray:
     return functools.reduce(np.add, counts, np.zeros(256, dtype=np.int64))
 
 

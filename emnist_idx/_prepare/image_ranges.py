@@ -16,7 +16,7 @@ import io
 import struct
 import zipfile
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -107,7 +107,7 @@ def _seekable(source: SourceFile) -> Iterator[BinaryIO | None]:
 class _ByteRange(io.RawIOBase):
     """Bytes ``start:start + size`` of a seekable file, as a seekable file of their own."""
 
-    def __init__(self, file: BinaryIO, start: int, size: int) -> None:
+    def __init__(self, file: Any, start: int, size: int) -> None:  # a binary file with readinto
         super().__init__()
         self._file, self._start, self._size, self._position = file, start, size, 0
 

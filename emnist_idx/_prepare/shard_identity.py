@@ -34,6 +34,7 @@ import numpy as np
 
 from emnist_idx._prepare.tfrecord_frames import FOOTER_SIZE, HEADER_SIZE
 from emnist_idx import configs
+from emnist_idx._format import storage
 from emnist_idx.errors import PreparedDataError
 
 METADATA = "metadata.json"
@@ -105,21 +106,21 @@ def expected_identity(shard: str | os.PathLike[str]) -> ShardIdentity | None:
     ``shard`` has TFDS's default name, ``<dataset>-<split>.<format>-<index>-of-<count>``.
     Raises PreparedDataError naming metadata.json when it is unreadable or lists no such shard.
     """
-    shard = Path(os.fspath(shard))
-    folder = shard.parent
+    shard_path = storage.path(shard)
+    folder = shard_path.parent
     shards = _read_manifest(folder)
     if shards is None:
         return None
     metadata = folder / METADATA
-    match = _SHARD_NAME.match(shard.name)
+    match = _SHARD_NAME.match(shard_path.name)
     if match is None:
-        raise PreparedDataError(shard, f"is not named as TFDS names shards, so {METADATA} cannot "
+        raise PreparedDataError(shard_path, f"is not named as TFDS names shards, so {METADATA} cannot "
                                        "say what it holds", configs.rebuild_command(folder))
     split, index, count = match["split"], int(match["index"]), int(match["count"])
     entries = shards.get(split)
     if not isinstance(entries, list) or len(entries) != count:
         found = f"{len(entries)} shard(s)" if isinstance(entries, list) else "nothing"
-        raise PreparedDataError(metadata, f"lists {found} for split {split!r}, but {shard.name} is "
+        raise PreparedDataError(metadata, f"lists {found} for split {split!r}, but {shard_path.name} is "
                                           f"shard {index} of {count}", configs.rebuild_command(folder))
     return _identity_from_json(entries[index], metadata, f"{split}[{index}]")
 
@@ -204,13 +205,13 @@ def check_tfrecord_fingerprint(shard: str | os.PathLike[str], count: int, record
     frame_size = HEADER_SIZE + record_size + FOOTER_SIZE
     records = []
     try:
-        with open(shard, "rb") as stream:
+        with storage.open_for_reading(shard) as stream:
             for index in sorted({0, count - 1}) if count else ():
                 stream.seek(index * frame_size + HEADER_SIZE)
                 records.append(stream.read(record_size))
     except OSError as exc:
         raise PreparedDataError(shard, f"cannot be read ({exc.strerror or exc})",
-                                configs.rebuild_command(Path(os.fspath(shard)).parent)) from exc
+                                configs.rebuild_command(storage.path(shard).parent)) from exc
     crcs = [google_crc32c.value(record) for record in records]
     if any(len(record) != record_size for record in records):
         crcs = [None, None]  # shorter than dataset_info.json says: not the shard prepared
@@ -219,12 +220,12 @@ def check_tfrecord_fingerprint(shard: str | os.PathLike[str], count: int, record
 
 def _raise_mismatch(shard: str | os.PathLike[str], expected: ShardIdentity,
                     found: ShardIdentity) -> None:
-    shard = Path(os.fspath(shard))
+    shard_path = storage.path(shard)
     raise PreparedDataError(
-        shard, f"does not hold the records this dataset was prepared with ({METADATA} records "
+        shard_path, f"does not hold the records this dataset was prepared with ({METADATA} records "
                f"{_describe(expected)}; the shard has {_describe(found)}): a shard swapped with "
                "another, copied from another dataset or left from an older prepare",
-        configs.rebuild_command(shard.parent))
+        configs.rebuild_command(shard_path.parent))
 
 
 def _describe(identity: ShardIdentity) -> str:
