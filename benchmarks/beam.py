@@ -1,9 +1,9 @@
 """Bulk prepare against the Beam prepare (DirectRunner, 2 workers, multi_processing).
 
-    python benchmarks/beam.py [--config byclass] [--repeats 3] [--cache-dir benchmarks/.cache]
-                              [--json out.json]
+    python benchmarks/beam.py [--config byclass] [--repeats 3] [--scale 1.0]
+                              [--cache-dir benchmarks/.cache] [--json out.json]
 
-Generates (once, cached) a full-size synthetic bundle for the config, then prepares it
+Generates (once, cached) a synthetic bundle for the config (full size; ``--scale`` for a fraction), then prepares it
 ``--repeats`` times each way, alternating, every prepare in a fresh process. Reports the median
 seconds of each, and for Beam the peak RSS of each SDK worker process above a worker's baseline
 (a fresh process that imported Beam's worker and emnist_idx, which is what a worker holds before
@@ -31,13 +31,15 @@ _BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=2",
 _WORKER_IMPORTS = "import apache_beam.runners.worker.sdk_worker_main, emnist_idx"
 
 
-def bundle_for(config: str, cache_dir: Path) -> Path:
-    """The full-size synthetic bundle of ``config`` (loose .gz files), written once."""
-    from emnist_idx import synthetic
+def bundle_for(config: str, cache_dir: Path, scale: float = 1.0) -> Path:
+    """The synthetic bundle of ``config`` (loose .gz files) with ``scale`` times NIST's counts,
+    written once."""
+    from emnist_idx import configs, synthetic
 
-    directory = cache_dir / f"bundle-{config}"
+    directory = cache_dir / (f"bundle-{config}" if scale == 1 else f"bundle-{config}-x{scale:g}")
     if not (directory / "gzip").is_dir():
-        synthetic.write_bundle(directory, {config: synthetic.FULL_COUNTS[config]}, make_zip=False)
+        counts = tuple(max(1, round(count * scale)) for count in configs.NIST_COUNTS[config])
+        synthetic.write_bundle(directory, {config: counts}, make_zip=False)
     return directory
 
 
@@ -102,6 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="byclass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of NIST's counts")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=4, metavar=("MODE", "CONFIG", "BUNDLE", "DATA_DIR"))
@@ -110,7 +113,7 @@ def main() -> None:
         mode, config, bundle, data_dir = args.child
         print(json.dumps(prepare(mode, config, Path(bundle), Path(data_dir))))
         return
-    bundle = bundle_for(args.config, args.cache_dir)
+    bundle = bundle_for(args.config, args.cache_dir, args.scale)
     runs: dict[str, list[dict]] = {"bulk": [], "beam": []}
     for _ in range(args.repeats):
         for mode in runs:
@@ -123,6 +126,7 @@ def main() -> None:
     worker_growth = [peak - baseline for run in runs["beam"] for peak in run["worker_peak_rss"]]
     report = {
         "config": args.config,
+        "scale": args.scale,
         "repeats": args.repeats,
         "bulk_seconds": [run["seconds"] for run in runs["bulk"]],
         "beam_seconds": [run["seconds"] for run in runs["beam"]],

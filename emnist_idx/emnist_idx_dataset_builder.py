@@ -132,13 +132,12 @@ class Builder(tfds.core.ShardBasedBuilder):
         identities: dict[str, list[shard_identity.ShardIdentity]] = {}
         if download_config and (download_config.beam_runner or download_config.beam_options):
             # Our own single pipeline for every split (see _prepare/beam_writer.py).
-            split_infos, histogram = beam_writer.write_splits(
+            split_infos, identities, histogram = beam_writer.write_splits(
                 splits=splits, encoder=RecordEncoder(self.info.features),
                 templates={name: self._get_filename_template(split_name=name) for name in splits},
                 file_format=self.info.file_format, beam_runner=download_config.beam_runner,
                 beam_options=download_config.beam_options)
             self.info.set_splits(tfds.core.SplitDict(split_infos))
-            identities = _written_identities(self.info.splits)
         else:
             histogram = self._write_splits_in_bulk(splits, identities)
         mean, std = histogram.moments()
@@ -280,16 +279,6 @@ def _shard_examples(source: SourceFile, labels: np.ndarray, start: int, stop: in
         for image in chunk:
             yield position, {"image": image[..., None], "label": labels[position - start]}
             position += 1
-
-
-def _written_identities(split_infos: tfds.core.SplitDict
-                        ) -> dict[str, list[shard_identity.ShardIdentity]]:
-    """Each written TFRecord shard's identity, read back from the files (the Beam path)."""
-    return {
-        name: [shard_identity.identity_of_records(array_records.tfrecord_records(path, count))
-               for path, count in zip(split.filepaths, split.shard_lengths)]
-        for name, split in split_infos.items()
-    }
 
 
 def _pixel_histogram(split: checks.CheckedSplit) -> PixelHistogram:

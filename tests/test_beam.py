@@ -14,7 +14,7 @@ import pytest
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from emnist_idx import configs
+from emnist_idx import configs, synthetic
 from emnist_idx._format.idx import write_idx
 from emnist_idx._format.sources import SourceFile, find_config_files
 from emnist_idx._prepare import beam_writer, checks, image_ranges
@@ -22,13 +22,14 @@ from tests.beam_runners import RUN_LOG_VARIABLE, RecordingRunner
 from tests.bundle_factory import DUMMY_DATA, DUMMY_GZIP, REPO
 from tests.test_same_bytes import shard_hashes
 
-PIPELINE = ["ShardTasks", "SpreadOverWorkers", "WriteShard", "SumTrainPixelCounts", "SaveCounts"]
+PIPELINE = ["ShardTasks", "SpreadOverWorkers", "WriteShard", "GatherOutcomes", "SaveOutcomes"]
 
 
-def _prepare(data_dir: Path, config: str = "digits", **beam) -> tfds.core.DatasetBuilder:
+def _prepare(data_dir: Path, config: str = "digits", manual_dir: Path = DUMMY_GZIP,
+             **beam) -> tfds.core.DatasetBuilder:
     builder = tfds.builder(f"emnist_idx/{config}", data_dir=str(data_dir))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=str(DUMMY_GZIP), **beam))
+        manual_dir=str(manual_dir), **beam))
     return builder
 
 
@@ -45,7 +46,7 @@ def _assert_same_dataset(beam: tfds.core.DatasetBuilder, bulk: tfds.core.Dataset
         {name: split.shard_lengths for name, split in bulk.info.splits.items()}
     assert [split.num_bytes for split in beam.info.splits.values()] == \
         [split.num_bytes for split in bulk.info.splits.values()]
-    assert not list(Path(beam.data_dir).glob(beam_writer.PIXEL_COUNTS_NAME))
+    assert not list(Path(beam.data_dir).glob(f"{beam_writer.WORK_FILE_PREFIX}*"))
 
 
 @pytest.mark.parametrize("how", [pytest.param("options-class-path", marks=pytest.mark.slow),
@@ -61,6 +62,23 @@ def test_beam_runs_one_pipeline_for_every_split_on_the_runner_asked_for(
     builder = _prepare(tmp_path, **beam)
     assert RecordingRunner.runs == [PIPELINE]  # one pipeline, run once
     _assert_same_dataset(builder, bulk)
+
+
+def test_the_pipeline_does_not_grow_with_the_data(tmp_path: Path) -> None:
+    """Beam pickles and bz2-compresses Create's values into the pipeline, for every runner it
+    tries and again in every worker: a split's labels and seek index stay out of it (they made
+    byclass's Beam prepare 2x slower and its workers 150 MB bigger)."""
+    sizes = []
+    for train_count in (40, 20_000):
+        bundle = synthetic.write_bundle(tmp_path / f"bundle-{train_count}",
+                                        {"digits": (train_count, 40)}, make_zip=False,
+                                        compresslevel=1)
+        RecordingRunner.proto_sizes.clear()
+        builder = _prepare(tmp_path / f"data-{train_count}", manual_dir=bundle,
+                           beam_runner=RecordingRunner())
+        assert builder.info.splits["train"].num_examples == train_count
+        sizes += RecordingRunner.proto_sizes
+    assert len(sizes) == 2 and abs(sizes[1] - sizes[0]) < 2_000, sizes  # 20k labels: 20 KB
 
 
 def test_without_beam_no_pipeline_runs(tmp_path: Path) -> None:

@@ -154,3 +154,18 @@ def test_tfds_rows_can_come_from_an_earlier_run(tmp_path: Path) -> None:
         middle = sorted(values)[1]
         assert f"{target['name']}: median {middle:.2f}{unit} (" in medians.stdout, target["name"]
     assert "in-graph cached epochs emnist_idx: median" in medians.stdout
+
+
+def test_beam_benchmark_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
+    """benchmarks/beam.py: both prepares run, and the Beam one's SDK workers are found."""
+    out = tmp_path / "beam.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("beam.py")), "--config", "digits", "--scale",
+         "0.002", "--repeats", "1", "--cache-dir", str(tmp_path / "cache"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["config"] == "digits" and report["scale"] == 0.002
+    assert len(report["bulk_seconds"]) == len(report["beam_seconds"]) == 1
+    assert len(report["worker_peak_growth_mb"]) == 2  # direct_num_workers=2
+    assert "digits: bulk median" in result.stdout
