@@ -3,7 +3,8 @@
     python benchmarks/beam.py [--config byclass] [--repeats 3] [--scale 1.0]
                               [--cache-dir benchmarks/.cache] [--json out.json]
 
-Generates (once, cached) a synthetic bundle for the config (full size; ``--scale`` for a fraction), then prepares it
+Generates (once, cached) a synthetic bundle for the config (full size; ``--scale`` for a
+fraction), then prepares it
 ``--repeats`` times each way, alternating, every prepare in a fresh process. Reports the median
 seconds of each, and for Beam the peak RSS of each SDK worker process above a worker's baseline
 (a fresh process that imported Beam's worker and emnist_idx, which is what a worker holds before
@@ -31,15 +32,22 @@ _BEAM_ARGS = ["--runner=DirectRunner", "--direct_num_workers=2",
 _WORKER_IMPORTS = "import apache_beam.runners.worker.sdk_worker_main, emnist_idx"
 
 
+def scaled_counts(config: str, scale: float) -> tuple[int, int]:
+    """``scale`` times NIST's (train, test) counts of ``config``."""
+    from emnist_idx import configs
+
+    train, test = (max(1, round(count * scale)) for count in configs.NIST_COUNTS[config])
+    return train, test
+
+
 def bundle_for(config: str, cache_dir: Path, scale: float = 1.0) -> Path:
     """The synthetic bundle of ``config`` (loose .gz files) with ``scale`` times NIST's counts,
     written once."""
-    from emnist_idx import configs, synthetic
+    from emnist_idx import synthetic
 
     directory = cache_dir / (f"bundle-{config}" if scale == 1 else f"bundle-{config}-x{scale:g}")
     if not (directory / "gzip").is_dir():
-        counts = tuple(max(1, round(count * scale)) for count in configs.NIST_COUNTS[config])
-        synthetic.write_bundle(directory, {config: counts}, make_zip=False)
+        synthetic.write_bundle(directory, {config: scaled_counts(config, scale)}, make_zip=False)
     return directory
 
 
@@ -113,7 +121,11 @@ def main() -> None:
         mode, config, bundle, data_dir = args.child
         print(json.dumps(prepare(mode, config, Path(bundle), Path(data_dir))))
         return
+    sys.path.insert(0, str(HERE))
+    import run  # machine facts and load, as in run.py's reports
+
     bundle = bundle_for(args.config, args.cache_dir, args.scale)
+    load_start = run.load_average()
     runs: dict[str, list[dict]] = {"bulk": [], "beam": []}
     for _ in range(args.repeats):
         for mode in runs:
@@ -125,8 +137,13 @@ def main() -> None:
     baseline = worker_baseline()
     worker_growth = [peak - baseline for run in runs["beam"] for peak in run["worker_peak_rss"]]
     report = {
+        "benchmark": "beam",
+        "machine": run.machine_facts(),
+        "load_avg_start": load_start,
+        "load_avg_end": run.load_average(),
         "config": args.config,
         "scale": args.scale,
+        "counts": scaled_counts(args.config, args.scale),
         "repeats": args.repeats,
         "bulk_seconds": [run["seconds"] for run in runs["bulk"]],
         "beam_seconds": [run["seconds"] for run in runs["beam"]],

@@ -1,12 +1,13 @@
 """Writes the measured figures into the docs: every block between ``<!-- figures:NAME -->`` and
-``<!-- /figures:NAME -->`` in README.md and docs/*.md, generated from ``benchmarks/measured/*.json``
-(``run.py --json`` output, one file per config).
+``<!-- /figures:NAME -->`` in README.md and docs/*.md, generated from ``benchmarks/measured/*.json``:
+``run.py --json`` output (``<config>.json``, one per config) and the other benchmarks' (their
+``"benchmark"`` names which: ``beam.py`` writes ``beam-<config>.json``).
 
     python benchmarks/figures.py           # rewrite the blocks
     python benchmarks/figures.py --check   # exit 1 if a block differs from what the JSON gives
 
-Blocks: ``summary`` (one table, a column per config, and the conditions of each run) and ``tables``
-(``run.py``'s full table of each run). tests/test_figures.py fails when a block is stale.
+Blocks: ``summary`` (one table, a column per config, and the conditions of each run), ``tables``
+(``run.py``'s full table of each run) and ``beam`` (bulk against Beam prepares). tests/test_figures.py fails when a block is stale.
 """
 
 from __future__ import annotations
@@ -39,11 +40,22 @@ def pages() -> list[Path]:
 
 
 def measured_reports(folder: Path = MEASURED) -> list[dict]:
-    """The committed runs, in the configs' order."""
+    """The committed reports: run.py's first, then the other benchmarks', each in the configs'
+    order."""
     reports = [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
-    if not reports:
+    if not of_kind(reports, "run"):
         raise FileNotFoundError(f"{folder}: expected run.py --json files (*.json), found none")
-    return sorted(reports, key=lambda report: CONFIGS.index(report["config"]))
+    return sorted(reports, key=lambda report: (_kind(report) != "run", _kind(report),
+                                               CONFIGS.index(report["config"])))
+
+
+def _kind(report: dict) -> str:
+    return report.get("benchmark", "run")
+
+
+def of_kind(reports: list[dict], kind: str) -> list[dict]:
+    """The reports of one benchmark: ``run`` (run.py), ``beam``."""
+    return [report for report in reports if _kind(report) == kind]
 
 
 def _ratio(row: dict, name: str, spec: str = ".1f") -> str:
@@ -100,6 +112,7 @@ def _conditions(report: dict) -> str:
 
 
 def summary(reports: list[dict]) -> str:
+    reports = of_kind(reports, "run")
     header = ["", *(f"{report['config']} ({report['counts'][0]:,} train)" for report in reports)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, cell in SUMMARY_ROWS:
@@ -113,10 +126,31 @@ def summary(reports: list[dict]) -> str:
 
 
 def tables(reports: list[dict]) -> str:
-    return "\n\n".join(f"```text\n{run.format_table(report).rstrip()}\n```" for report in reports)
+    return "\n\n".join(f"```text\n{run.format_table(report).rstrip()}\n```"
+                       for report in of_kind(reports, "run"))
 
 
-RENDER: dict[str, Callable[[list[dict]], str]] = {"summary": summary, "tables": tables}
+def beam(reports: list[dict]) -> str:
+    """``beam.py``'s runs: bulk against Beam prepare times and the Beam workers' memory."""
+    lines = ["| config (train + test examples) | bulk prepare | Beam prepare | Beam minus bulk |"
+             " Beam worker peak RSS above a worker's baseline |", "|---|---|---|---|---|"]
+    for report in of_kind(reports, "beam"):
+        train, test = report["counts"]
+        lines.append(
+            f"| {report['config']} ({train:,} + {test:,}) | {report['bulk_median_s']:.1f} s |"
+            f" {report['beam_median_s']:.1f} s | +{report['beam_minus_bulk_s']:.1f} s |"
+            f" {max(report['worker_peak_growth_mb']):.0f} MB (baseline"
+            f" {report['worker_baseline_mb']:.0f} MB) |")
+    lines += ["", "Medians of `--repeats` prepares each way, alternating, each in a fresh process"
+              " (`python benchmarks/beam.py --config CONFIG --repeats N`), on a synthetic bundle;"
+              " Beam on DirectRunner with 2 workers in `multi_processing` mode:", ""]
+    lines += [f"- {_conditions(report)}; {report['repeats']} repeats."
+              for report in of_kind(reports, "beam")]
+    return "\n".join(lines)
+
+
+RENDER: dict[str, Callable[[list[dict]], str]] = {"summary": summary, "tables": tables,
+                                                  "beam": beam}
 
 
 def regenerate(text: str, reports: list[dict], source: str = "<text>") -> str:

@@ -658,7 +658,7 @@ def benchmark(args: argparse.Namespace) -> dict:
     bundle, generated_s = bundle_lib.ensure_bundle(cache_dir, args.config, counts, log=log)
     log(f"bundle {bundle}" + (f" (generated in {generated_s:.1f} s)" if generated_s else " (cached)"))
 
-    load_avg_start = _load_avg()
+    load_avg_start = load_average()
     machine = machine_facts()
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="emnist-bench-", dir=args.tmp_dir) as tmp:
@@ -717,7 +717,7 @@ def benchmark(args: argparse.Namespace) -> dict:
         "bundle_generated_s": generated_s,
         "machine": machine,
         "load_avg_start": load_avg_start,
-        "load_avg_end": _load_avg(),
+        "load_avg_end": load_average(),
         "rows": rows,
         "crc32c": crc,
         "targets": evaluate_targets(rows, args.config),
@@ -744,7 +744,7 @@ def _tfds_rows_from(path: str, config: str, counts: tuple[int, int]) -> dict:
     return rows
 
 
-def _load_avg() -> str | None:
+def load_average() -> str | None:
     try:
         return " ".join(f"{value:.2f}" for value in os.getloadavg())
     except OSError:
