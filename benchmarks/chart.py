@@ -112,10 +112,13 @@ def draw_chart(reports: list[dict], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("reports", nargs="+", help="JSON files written by run.py --json")
+    parser.add_argument("reports", nargs="+", help="JSON files written by run.py --json"
+                        " (others in benchmarks/measured/ are skipped)")
     parser.add_argument("-o", "--output", default="docs/performance.png")
     args = parser.parse_args(argv)
-    draw_chart([json.loads(Path(name).read_text()) for name in args.reports], Path(args.output))
+    reports = [json.loads(Path(name).read_text()) for name in args.reports]
+    # run.py's reports; the other benchmarks' (with a "benchmark" key) are not charted
+    draw_chart([report for report in reports if "benchmark" not in report], Path(args.output))
     print(f"chart written to {args.output}")
     return 0
 

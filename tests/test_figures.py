@@ -35,7 +35,7 @@ def test_readme_and_performance_page_hold_the_generated_blocks() -> None:
     sections = _performance_sections()
     assert {m["name"] for m in figures.BLOCK.finditer(sections["README.md"])} == {"summary"}
     assert {m["name"] for m in figures.BLOCK.finditer(sections["docs/performance.md"])} == {
-        "summary", "tables"}
+        "summary", "tables", "beam"}
     for report in figures.of_kind(figures.measured_reports(), "run"):
         assert report["machine"]["git_commit"] in sections["README.md"]
 
@@ -54,6 +54,17 @@ def test_a_stale_block_is_rewritten_and_an_unknown_one_refused() -> None:
     assert figures.summary(reports) in fresh
     with pytest.raises(ValueError, match="'speed'"):
         figures.regenerate("<!-- figures:speed -->\n<!-- /figures:speed -->\n", reports, "page.md")
+
+
+def test_the_beam_block_holds_each_beam_run() -> None:
+    runs = figures.of_kind(figures.measured_reports(), "beam")
+    assert runs, "expected benchmarks/measured/beam-*.json (beam.py --json)"
+    block = figures.beam(runs)
+    for report in runs:
+        assert f"{report['beam_median_s']:.1f} s" in block
+        assert report["machine"]["git_commit"] in block
+    assert figures.summary(figures.measured_reports()) == figures.summary(
+        figures.of_kind(figures.measured_reports(), "run"))  # the other kinds stay out
 
 
 def test_each_run_says_its_commit_and_load() -> None:
