@@ -1,12 +1,15 @@
 """Processes of a tf.data service test, run by tests/test_data_service.py.
 
 ``serve PORT_FILE``: a dispatcher and 2 workers in this process; writes the dispatcher's address
-to PORT_FILE and serves until stdin closes. ``train ADDRESS DATA_DIR BATCH EPOCHS``: one trainer
-reading load(service=ADDRESS); prints per epoch the ids (sha1) of the examples it got, as JSON.
+to PORT_FILE and serves until stdin closes. ``train PORT_FILE DATA_DIR BATCH EPOCHS``: one
+trainer reading load(service=ADDRESS) once PORT_FILE holds the address; prints per epoch the ids
+(sha1) of the examples it got, as JSON.
 """
 import hashlib
 import json
+import os
 import sys
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -18,14 +21,23 @@ def serve(port_file: str) -> None:
     address = dispatcher.target.split("://")[1]
     workers = [service.WorkerServer(service.WorkerConfig(dispatcher_address=address))
                for _ in range(2)]
-    with open(port_file, "w", encoding="utf-8") as stream:
+    with open(port_file + ".partial", "w", encoding="utf-8") as stream:
         stream.write(dispatcher.target)
+    os.replace(port_file + ".partial", port_file)  # the trainers see the whole address or none
     sys.stdin.read()  # until the test closes our stdin
     del workers
 
 
-def train(address: str, data_dir: str, batch: int, epochs: int) -> None:
+def train(port_file: str, data_dir: str, batch: int, epochs: int) -> None:
     import emnist_idx
+
+    deadline = time.monotonic() + 120
+    while not os.path.exists(port_file):
+        if time.monotonic() > deadline:
+            sys.exit(f"no dispatcher address in {port_file} after 120 s")
+        time.sleep(0.2)
+    with open(port_file, encoding="utf-8") as stream:
+        address = stream.read()
 
     dataset = emnist_idx.load("digits", "train", batch_size=batch, normalize="none",
                               data_dir=data_dir, service=address, download=False)

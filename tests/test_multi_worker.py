@@ -1,5 +1,6 @@
 """Two MultiWorkerMirroredStrategy workers on localhost train on load(): the announced steps, and
-every example once per epoch across the workers."""
+every example once per epoch across the workers. They run in a network namespace where only
+loopback exists (tests/loopback.py): TensorFlow's gRPC servers bind every address."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import json
 import os
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 
 from emnist_idx import load_numpy
 from tests.bundle_factory import DUMMY_GZIP, REPO
+from tests.loopback import Command, run_group
 
 CHILD = Path(__file__).with_name("multi_worker_child.py")
 EPOCHS = 2
@@ -43,19 +44,14 @@ def test_two_workers_train_every_example_once_per_epoch(tmp_path: Path, batch_si
         env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2",
                "TF_CONFIG": json.dumps({"cluster": cluster,
                                         "task": {"type": "worker", "index": index}})}
-        workers.append(subprocess.Popen(
-            [sys.executable, str(CHILD), str(tmp_path), str(DUMMY_GZIP), str(batch_size),
-             str(EPOCHS)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    try:
-        outputs = [worker.communicate(timeout=300) for worker in workers]
-    finally:
-        for worker in workers:
-            worker.kill()
+        workers.append(Command([sys.executable, str(CHILD), str(tmp_path), str(DUMMY_GZIP),
+                                str(batch_size), str(EPOCHS)], env))
+    _, ended = run_group([], workers)
     reports = []
-    for worker, (stdout, stderr) in zip(workers, outputs):
-        assert worker.returncode == 0, stderr[-3000:]
-        assert "ran out of data" not in stderr
-        reports.append(json.loads(stdout.strip().splitlines()[-1]))
+    for worker in ended:
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        assert "ran out of data" not in worker.stderr
+        reports.append(json.loads(worker.stdout.strip().splitlines()[-1]))
     announced = -(-40 // batch_size)
     assert [report["announced"] for report in reports] == [announced, announced]
     for epoch in range(EPOCHS):

@@ -1,0 +1,102 @@
+"""Running a test's processes together in a network namespace of their own, where only loopback
+exists: servers that bind every address (TensorFlow's tf.data service and gRPC servers take a port,
+not an address) are then reachable from these processes only, and nothing can reach out.
+
+``run_group(services, jobs)`` starts the services, then the jobs, all at once, waits for the jobs,
+then closes the services' stdin (their signal to stop) and waits for them. The group runs under
+``unshare -rn`` (a user and network namespace, no privileges needed) when this machine allows it,
+else as it is (once logged as a warning: the test still runs, not isolated). In the namespace this
+module's ``__main__`` brings ``lo`` up, runs the group and prints what each process did as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import functools
+import json
+import socket
+import struct
+import subprocess
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+_IFREQ = struct.Struct("16sh22x")  # struct ifreq: the name, then ifr_flags in a 24-byte union
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@functools.cache
+def namespace_available() -> bool:
+    """Whether ``unshare -rn`` works here (user namespaces may be disabled, or no util-linux)."""
+    try:
+        return subprocess.run(["unshare", "-rn", "true"], capture_output=True,
+                              timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def run_group(services: Sequence[Command], jobs: Sequence[Command], timeout: float = 300
+              ) -> tuple[list[Finished], list[Finished]]:
+    """Runs the group (isolated when possible); returns how the services and the jobs ended."""
+    spec = json.dumps({"services": [dataclasses.asdict(c) for c in services],
+                       "jobs": [dataclasses.asdict(c) for c in jobs], "timeout": timeout})
+    if not namespace_available():
+        warnings.warn("unshare -rn is not available here: the processes run on this machine's "
+                      "network", stacklevel=2)
+        ended = _run(json.loads(spec))
+    else:
+        done = subprocess.run(["unshare", "-rn", sys.executable, "-m", "tests.loopback"],
+                              input=spec, capture_output=True, text=True, cwd=REPO,
+                              timeout=timeout + 120, check=False)
+        if done.returncode:
+            raise RuntimeError(f"the namespace's runner failed:\n{done.stderr[-3000:]}")
+        ended = json.loads(done.stdout.strip().splitlines()[-1])
+    return ([Finished(**entry) for entry in ended["services"]],
+            [Finished(**entry) for entry in ended["jobs"]])
+
+
+def _run(spec: dict) -> dict[str, list[dict]]:
+    services = [subprocess.Popen(c["argv"], env=c["env"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for c in spec["services"]]
+    jobs = [subprocess.Popen(c["argv"], env=c["env"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for c in spec["jobs"]]
+    try:
+        job_outputs = [job.communicate(timeout=spec["timeout"]) for job in jobs]
+        service_outputs = [service.communicate(input="", timeout=60) for service in services]
+    finally:
+        for process in [*jobs, *services]:
+            process.kill()
+    return {"services": [_ended(p, out) for p, out in zip(services, service_outputs)],
+            "jobs": [_ended(p, out) for p, out in zip(jobs, job_outputs)]}
+
+
+def _ended(process: subprocess.Popen, outputs: tuple[str, str]) -> dict:
+    return {"returncode": process.returncode, "stdout": outputs[0], "stderr": outputs[1]}
+
+
+def _loopback_up() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        flags = _IFREQ.unpack(fcntl.ioctl(probe, _SIOCGIFFLAGS, _IFREQ.pack(b"lo", 0)))[1]
+        fcntl.ioctl(probe, _SIOCSIFFLAGS, _IFREQ.pack(b"lo", flags | _IFF_UP))
+
+
+if __name__ == "__main__":
+    _loopback_up()
+    print(json.dumps(_run(json.loads(sys.stdin.read()))))
