@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
 import logging
 import os
@@ -127,10 +128,10 @@ def write_shard(task: ShardTask, *, encoder: RecordEncoder, file_format: tfds.co
 
 def _save_plan(path: epath.Path, split: checks.CheckedSplit) -> None:
     index = image_ranges.gzip_index(split.images)
-    with path.open("wb") as stream:
-        np.savez(stream, labels=split.labels,
-                 gzip_index=np.frombuffer(index or b"", np.uint8),
-                 has_gzip_index=np.array(index is not None))
+    plan = io.BytesIO()  # whole, then written: object storage's files cannot seek while written
+    np.savez(plan, labels=split.labels, gzip_index=np.frombuffer(index or b"", np.uint8),
+             has_gzip_index=np.array(index is not None))
+    path.write_bytes(plan.getvalue())
 
 
 @functools.lru_cache(maxsize=2)  # a worker writes shards of one or two splits
