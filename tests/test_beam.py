@@ -3,6 +3,7 @@ with the same bytes as the bulk path."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 from apache_beam.options.pipeline_options import PipelineOptions
+from etils import epath
 
 from emnist_idx import configs, synthetic
 from emnist_idx._format.idx import write_idx
@@ -148,3 +150,37 @@ def test_a_range_past_the_file_s_end_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=str(source.path.name)) as raised:
         list(image_ranges.iter_upright_range(source, index, 16, 30, 45, 64))
     assert "expected 45 images" in str(raised.value)
+
+
+# --- what the workers report ---
+
+def _report(split: str, number: int, count: int) -> dict:
+    return {"split": split, "number": number, "pixel_counts": None,
+            "identity": {"count": count, "first_crc": 1, "last_crc": 2, "sha256": "0" * 64}}
+
+
+@pytest.mark.parametrize("reports, message", [
+    ([_report("train", 0, 5)], "expected .* once each"),  # shard 1 never reported
+    ([_report("train", 0, 5), _report("train", 1, 3), _report("train", 1, 3)], "3 reports"),
+    ([_report("train", 0, 5), _report("train", 1, 2)], r"wrote \[5, 2\] records"),
+])
+def test_missing_repeated_or_short_shards_are_refused(tmp_path: Path, reports: list[dict],
+                                                      message: str) -> None:
+    outcome = tmp_path / "outcome.json"
+    outcome.write_text(json.dumps(reports))
+    with pytest.raises(RuntimeError, match=message):
+        beam_writer._load_outcomes(epath.Path(outcome), {"train": [5, 3]})
+
+
+def test_the_reports_give_identities_in_shard_order_and_the_train_pixel_counts(
+        tmp_path: Path) -> None:
+    reports = [dict(_report("train", 1, 3), pixel_counts=[1] * 256), _report("test", 0, 4),
+               dict(_report("train", 0, 5), pixel_counts=[2] * 256)]
+    outcome = tmp_path / "outcome.json"
+    outcome.write_text(json.dumps(reports))
+    identities, histogram = beam_writer._load_outcomes(epath.Path(outcome),
+                                                       {"train": [5, 3], "test": [4]})
+    assert [identity.count for identity in identities["train"]] == [5, 3]
+    assert [identity.count for identity in identities["test"]] == [4]
+    assert histogram.counts.tolist() == [3] * 256
+    assert not outcome.exists()  # the driver removes the run's files

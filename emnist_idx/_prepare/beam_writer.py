@@ -98,8 +98,8 @@ def write_splits(*, splits: Mapping[str, checks.CheckedSplit], encoder: RecordEn
                                                           file_format=file_format))
              | "GatherOutcomes" >> beam.combiners.ToList()
              | "SaveOutcomes" >> beam.Map(_save_outcomes, os.fspath(outcome_path)))
-    identities, histogram = _load_outcomes(outcome_path, {name: len(shards)
-                                                          for name, _, shards, _ in split_infos})
+    identities, histogram = _load_outcomes(outcome_path, {
+        name: [stop - start for start, stop in shards] for name, _, shards, _ in split_infos})
     for task in tasks:
         epath.Path(task.plan).unlink(missing_ok=True)
     infos = [tfds.core.SplitInfo(name=name, shard_lengths=[stop - start for start, stop in shards],
@@ -149,19 +149,26 @@ def _save_outcomes(outcomes: Iterable[ShardOutcome], path: str) -> None:
     epath.Path(path).write_text(json.dumps(record))
 
 
-def _load_outcomes(path: epath.Path, shard_counts: Mapping[str, int]
+def _load_outcomes(path: epath.Path, shard_lengths: Mapping[str, list[int]]
                    ) -> tuple[dict[str, list[ShardIdentity]], PixelHistogram]:
     """Each split's shard identities in shard order, and the train split's pixel histogram; every
-    shard must have reported exactly once."""
+    shard must have reported exactly once, with as many records as planned."""
     record = json.loads(path.read_text())
     path.unlink()
     reported = {(entry["split"], entry["number"]): entry for entry in record}
-    expected = {(split, number) for split, count in shard_counts.items() for number in range(count)}
+    expected = {(split, number) for split, lengths in shard_lengths.items()
+                for number in range(len(lengths))}
     if set(reported) != expected or len(reported) != len(record):
         raise RuntimeError(f"Beam's workers reported shards {sorted(reported)} "
                            f"({len(record)} reports), expected {sorted(expected)} once each")
     identities = {split: [ShardIdentity(**reported[split, number]["identity"])
-                          for number in range(count)] for split, count in shard_counts.items()}
+                          for number in range(len(lengths))]
+                  for split, lengths in shard_lengths.items()}
+    for split, lengths in shard_lengths.items():
+        found = [identity.count for identity in identities[split]]
+        if found != lengths:
+            raise RuntimeError(f"Beam's workers wrote {found} records in the {split} shards, "
+                               f"expected {lengths}")
     counts = sum((np.array(entry["pixel_counts"], np.int64) for entry in record
                   if entry["pixel_counts"] is not None), np.zeros(256, np.int64))
     return identities, PixelHistogram.from_counts(counts)
