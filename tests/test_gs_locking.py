@@ -1,0 +1,141 @@
+"""The version-folder lock on object storage (emnist_idx/_prepare/object_lock.py), against a local
+GCS emulator that honours ``ifGenerationMatch=0`` as GCS does (tests/gcs_emulator_main.py), each
+scenario in a loopback-only network namespace where one is allowed (tests/gcs_emulator.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emnist_idx._prepare.object_lock import Holder
+from tests.gcs_emulator import BUCKET, run_scenario
+
+LOCK = f"gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0.lock"
+
+
+def _last_json(done) -> dict:
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_holder_round_trips_and_a_foreign_lock_reads_as_unknown() -> None:
+    me = Holder.me()
+    assert Holder.parse(me.encode()) == me
+    assert not me.is_dead_here()  # this very process
+    assert Holder.parse(b"not json").pid == -1
+
+
+_RACE = f"""
+import concurrent.futures, json, sys, time
+import fsspec
+from emnist_idx._prepare import object_lock
+from tests.gcs_emulator import start_child
+
+fs, key = fsspec.core.url_to_fs({LOCK!r} + ".race")
+def create(index):
+    try:
+        object_lock._create(fs, key, b"%d" % index)
+        return True
+    except FileExistsError:
+        return False
+with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    winners = sum(pool.map(create, range(8)))
+
+HOLD = '''
+import time
+from emnist_idx._prepare import locking
+with locking.version_lock({LOCK[:-5]!r}) as waited:
+    start = time.time()
+    time.sleep(1.5)
+    print(start, time.time(), waited, flush=True)
+'''
+children = [start_child(HOLD, port) for _ in range(2)]
+results = [child.communicate(timeout=300) for child in children]
+assert all(child.returncode == 0 for child in children), [err[-2000:] for _, err in results]
+intervals = sorted([float(v) for v in out.split()[:2]] + [out.split()[2] == "True"]
+                   for out, _ in results)
+print(json.dumps({{"winners": winners, "intervals": intervals,
+                  "lock_left": fs.exists(fsspec.core.url_to_fs({LOCK!r})[1]),
+                  "stderr": [err for _, err in results]}}))
+"""
+
+
+@pytest.mark.slow
+def test_one_of_racing_creates_wins_and_two_holders_take_turns() -> None:
+    result = _last_json(run_scenario(_RACE))
+    assert result["winners"] == 1
+    (first_start, first_end, first_waited), (second_start, _, second_waited) = result["intervals"]
+    assert first_end <= second_start  # never both inside
+    assert (first_waited, second_waited) == (False, True)
+    assert any("Waiting for another process" in err for err in result["stderr"])
+    assert not result["lock_left"]
+
+
+_STALE = f"""
+import json, os, socket, subprocess, sys
+import fsspec
+from emnist_idx._prepare import locking, object_lock
+from emnist_idx.errors import PrepareLockedError
+
+fs, key = fsspec.core.url_to_fs({LOCK!r})
+version_dir = {LOCK[:-5]!r}
+outcome = {{}}
+
+# 1. A holder on this host whose process is gone: taken over, with a warning.
+gone = subprocess.Popen(["true"])
+gone.wait()
+fs.pipe_file(key, object_lock.Holder(socket.gethostname(), gone.pid, "2026-01-01T00:00:00+00:00").encode())
+with locking.version_lock(version_dir) as waited:
+    outcome["took_over"] = object_lock.Holder.parse(fs.cat_file(key)).pid == os.getpid()
+outcome["released"] = not fs.exists(key)
+
+# 2. A holder on another host whose heartbeat never changes: stale, a named error.
+fs.pipe_file(key, object_lock.Holder("other-host", 4242, "2026-01-01T00:00:00+00:00").encode())
+try:
+    with locking.version_lock(version_dir):
+        outcome["stale"] = "entered"
+except PrepareLockedError as error:
+    outcome["stale"] = str(error)
+    outcome["stale_attributes"] = [error.lock, error.holder]
+fs.rm_file(key)
+
+# 3. A live holder (heartbeat every 0.3 s) held past the waiter's bound: a named error.
+HOLD = '''
+import sys, time
+from emnist_idx._prepare import locking
+with locking.version_lock(%r):
+    print("held", flush=True)
+    sys.stdin.read()
+''' % version_dir
+holder = subprocess.Popen([sys.executable, "-c", HOLD], stdin=subprocess.PIPE,
+                          stdout=subprocess.PIPE, text=True,
+                          env={{**os.environ, "EMNIST_IDX_LOCK_HEARTBEAT_S": "0.3"}})
+assert holder.stdout.readline().strip() == "held"
+os.environ.update(EMNIST_IDX_LOCK_WAIT_S="4", EMNIST_IDX_LOCK_STALE_S="60")
+try:
+    with locking.version_lock(version_dir):
+        outcome["busy"] = "entered"
+except PrepareLockedError as error:
+    outcome["busy"] = str(error)
+holder.stdin.close()
+holder.wait(timeout=120)
+outcome["holder_pid"] = holder.pid
+print(json.dumps(outcome))
+"""
+
+
+@pytest.mark.slow
+def test_a_dead_holder_is_taken_over_and_a_stale_or_busy_lock_is_a_named_error() -> None:
+    done = run_scenario(_STALE, env={"EMNIST_IDX_LOCK_STALE_S": "2",
+                                     "EMNIST_IDX_LOCK_HEARTBEAT_S": "0.5"})
+    result = _last_json(done)
+    assert result["took_over"] and result["released"]
+    assert f"Took over the lock {LOCK}" in done.stderr
+    stale = result["stale"]
+    assert stale.startswith(f"{LOCK}: held by pid 4242 on host other-host since 2026-01-01")
+    assert "has not changed for" in stale and f"`gcloud storage rm {LOCK}`" in stale
+    assert result["stale_attributes"][0] == LOCK
+    busy = result["busy"]
+    assert busy.startswith(f"{LOCK}: held by pid {result['holder_pid']} on host ")
+    assert "still held, with a live heartbeat" in busy and "EMNIST_IDX_LOCK_WAIT_S" in busy
