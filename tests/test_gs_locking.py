@@ -4,11 +4,14 @@ scenario in a loopback-only network namespace where one is allowed (tests/gcs_em
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
+from emnist_idx import load_numpy
 from emnist_idx._prepare.object_lock import Holder
+from tests.bundle_factory import DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, run_scenario
 
 LOCK = f"gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0.lock"
@@ -139,3 +142,110 @@ def test_a_dead_holder_is_taken_over_and_a_stale_or_busy_lock_is_a_named_error()
     busy = result["busy"]
     assert busy.startswith(f"{LOCK}: held by pid {result['holder_pid']} on host ")
     assert "still held, with a live heartbeat" in busy and "EMNIST_IDX_LOCK_WAIT_S" in busy
+
+
+DATA_DIR = f"gs://{BUCKET}/tfds"
+VERSION_DIR = f"{DATA_DIR}/emnist_idx/digits/1.0.0"
+_PREPARE = f"""
+import hashlib, json, emnist_idx
+x, y = emnist_idx.load_numpy("digits", "test", data_dir={DATA_DIR!r}, manual_dir={str(DUMMY_GZIP)!r})
+print(json.dumps([hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]))
+"""
+_LISTING = f"""
+import fsspec
+fs = fsspec.filesystem("gs")
+fs.invalidate_cache()
+listing = sorted(path.rsplit("/", 1)[-1] for path in fs.ls({DATA_DIR!r} + "/emnist_idx/digits"))
+files = (sorted(path.rsplit("/", 1)[-1] for path in fs.ls({VERSION_DIR!r}))
+         if fs.exists({VERSION_DIR!r}) else [])
+"""
+
+
+@pytest.fixture(scope="module")
+def local_digits(tmp_path_factory) -> list[str]:
+    """The hashes _PREPARE prints, from a local prepare."""
+    x, y = load_numpy("digits", "test", data_dir=str(tmp_path_factory.mktemp("local")),
+                      manual_dir=str(DUMMY_GZIP))
+    return [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
+
+
+_CONCURRENT = f"""
+import json
+from tests.gcs_emulator import start_child
+children = [start_child({_PREPARE!r}, port) for _ in range(2)]
+results = [child.communicate(timeout=600) for child in children]
+assert all(child.returncode == 0 for child in children), [err[-3000:] for _, err in results]
+{_LISTING}
+print(json.dumps({{"results": [json.loads(out.splitlines()[-1]) for out, _ in results],
+                  "stderr": [err for _, err in results], "listing": listing, "files": files}}))
+"""
+
+
+@pytest.mark.slow
+def test_two_concurrent_prepares_of_one_gs_folder_give_one_identical_dataset(local_digits) -> None:
+    result = _last_json(run_scenario(_CONCURRENT))
+    assert result["results"] == [local_digits, local_digits]
+    assert result["listing"] == ["1.0.0"]  # no lock, no incomplete.* folder left
+    assert {"dataset_info.json", "features.json", "metadata.json"} <= set(result["files"])
+    assert sum("Waiting for another process" in err for err in result["stderr"]) <= 1
+
+
+_KILLED = f"""
+import json, os, signal
+from tests.gcs_emulator import run_in_child
+KILL = '''
+import os, signal
+from etils import epath
+from emnist_idx._prepare import shard_identity
+if {{stage!r}} == "publishing":  # killed after copying 2 files into the version folder
+    copy, copied = epath.gpath._GPath.copy, []
+    def copy_then_die(self, destination, overwrite=False):
+        copy(self, destination, overwrite=overwrite)
+        copied.append(destination)
+        if len(copied) == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    epath.gpath._GPath.copy = copy_then_die
+else:  # killed with every shard written, before dataset_info.json
+    shard_identity.manifest = lambda identities: os.kill(os.getpid(), signal.SIGKILL)
+''' + {_PREPARE!r}
+killed = run_in_child(KILL, port)
+{_LISTING}
+after_kill = {{"returncode": killed.returncode, "listing": listing, "files": files}}
+READ = '''
+import emnist_idx
+try:
+    emnist_idx.load_numpy("digits", "test", data_dir={DATA_DIR!r}, download=False)
+    print("read")
+except Exception as error:
+    print(type(error).__name__, str(error).replace(chr(10), " "))
+'''
+read = run_in_child(READ, port)
+again = run_in_child({_PREPARE!r}, port)
+assert again.returncode == 0, again.stderr[-3000:]
+{_LISTING}
+print(json.dumps({{"after_kill": after_kill, "read": read.stdout.strip().splitlines()[-1],
+                  "again": json.loads(again.stdout.splitlines()[-1]), "stderr": again.stderr,
+                  "listing": listing, "files": files}}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["writing", "publishing"])
+def test_a_killed_gs_prepare_is_never_read_as_complete_and_the_next_one_recovers(
+        local_digits, stage) -> None:
+    result = _last_json(run_scenario(_KILLED.replace("{stage!r}", repr(stage))))
+    after_kill = result["after_kill"]
+    assert after_kill["returncode"] == -9
+    assert "1.0.0.lock" in after_kill["listing"]  # the dead prepare's lock
+    assert "dataset_info.json" not in after_kill["files"]
+    if stage == "publishing":
+        assert len(after_kill["files"]) == 2  # half copied
+    assert result["read"].startswith(  # no folder yet, or one without its marks
+        f"FileNotFoundError emnist_idx/digits is not prepared in {VERSION_DIR}"
+        if stage == "writing" else
+        f"PreparedDataError {VERSION_DIR}/dataset_info.json: is missing from the prepared dataset")
+    assert result["again"] == local_digits
+    assert f"Took over the lock {VERSION_DIR}.lock" in result["stderr"]
+    assert "left by interrupted prepares" in result["stderr"]
+    assert result["listing"] == ["1.0.0"]
+    assert {"dataset_info.json", "features.json", "metadata.json"} <= set(result["files"])
