@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,8 @@ from emnist_idx._prepare import (array_records, beam_writer, checks, downloads, 
 from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
-from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
+from emnist_idx._format.sources import (ConfigFiles, Location, SourceFile, find_config_files,
+                                        location)
 
 _HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -261,14 +261,15 @@ class Builder(tfds.core.ShardBasedBuilder):
             return find_config_files(config, [bundle])
 
 
-def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Path | None:
-    """The manual dir, also when it is missing or empty (so that errors can name it)."""
+def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Location | None:
+    """The manual dir (a URL stays whole), also when it is missing or empty (so that errors can
+    name it)."""
     try:
-        return Path(dl_manager.manual_dir)
+        return location(dl_manager.manual_dir)
     except (AssertionError, NotADirectoryError):
         # TFDS asserts the dir exists and is not empty; a zip given as the dir is fine for us.
         given = getattr(dl_manager, "_manual_dir", None)
-        return Path(given) if given else None
+        return location(given) if given else None
 
 
 def _read_images(source: SourceFile, start: int, stop: int) -> Iterator[np.ndarray]:
