@@ -126,11 +126,16 @@ class _NoExclusiveCreate(Exception):
     pass
 
 
-def _file_system(url: str) -> Any:
-    import fsspec  # noqa: PLC0415 - a dependency of TFDS; only object storage needs it here
+def _url_to_fs(url: str) -> tuple[Any, str]:
+    """fsspec's file system for ``url`` and the path in it."""
+    import fsspec  # type: ignore[import-untyped]  # noqa: PLC0415 - a dependency of TFDS
 
+    return fsspec.core.url_to_fs(url)
+
+
+def _file_system(url: str) -> Any:
     try:
-        return fsspec.core.url_to_fs(url)[0]
+        return _url_to_fs(url)[0]
     except (ImportError, ValueError) as missing:
         _log.warning("Prepares of %s are not locked against each other: no fsspec file system "
                      "(%s); for gs://, pip install gcsfs", url, missing)
@@ -193,9 +198,7 @@ def _acquire(fs: Any, key: str, url: str, me: Holder) -> bool:
 def _take_over(url: str, generation: str, holder: Holder) -> None:
     """Deletes the lock's ``generation`` only: if another waiter took it over first, the lock now
     has a newer generation and the delete finds nothing."""
-    import fsspec  # noqa: PLC0415
-
-    versioned, key = fsspec.core.url_to_fs(f"{url}#{generation}")
+    versioned, key = _url_to_fs(f"{url}#{generation}")
     with contextlib.suppress(FileNotFoundError):
         versioned.rm_file(key)
         _log.warning("Took over the lock %s: its holder, %s, is no longer running", url,
