@@ -146,7 +146,7 @@ def _create(fs: Any, key: str, content: bytes) -> None:
     """Creates ``key`` only if absent (FileExistsError if present)."""
     try:
         fs.pipe_file(key, content, mode="create")
-    except TypeError as no_mode:  # a backend whose pipe_file has no create mode
+    except (TypeError, NotImplementedError) as no_mode:  # a backend without a create mode
         raise _NoExclusiveCreate(f"{type(fs).__name__} has no exclusive create") from no_mode
 
 
