@@ -96,7 +96,7 @@ class Builder(tfds.core.ShardBasedBuilder):
             locking.remove_dead_temporaries(self.data_path)
             if not overwrite and self.is_prepared():
                 self.info.read_from_directory(self.data_dir)  # maybe prepared while we waited
-            with object_publish.ordered_publishing(self.data_path):
+            with object_publish.ordered_publishing(self.data_path, overwrite=overwrite):
                 super().download_and_prepare(download_config=download_config, **kwargs)
         self._checked = None  # the labels of this prepare are not needed any more
 

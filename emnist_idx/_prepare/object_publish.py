@@ -34,14 +34,17 @@ _log = logging.getLogger("emnist_idx")
 
 
 @contextlib.contextmanager
-def ordered_publishing(version_dir: str | os.PathLike) -> Iterator[None]:
+def ordered_publishing(version_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[None]:
     """While active, TFDS publishes URLs with :func:`incomplete_dir` and writes single files on
     them (its ``.config/metadata.json``) straight to their names: an object appears only once its
     upload completed, so the temporary name and rename (another ``moveTo``) add nothing. Local
-    paths still go to TFDS's own functions."""
+    paths still go to TFDS's own functions. ``overwrite`` (a prepare that replaces the folder):
+    the folder is removed first, marks first, before TFDS's own removal in any order."""
     if storage.is_local(version_dir):
         yield
         return
+    if overwrite:
+        remove(storage.path(version_dir))
     from tensorflow_datasets.core import utils as tfds_utils  # noqa: PLC0415 - prepares only
 
     tfds_dir, tfds_file = tfds_utils.incomplete_dir, tfds_utils.incomplete_file
