@@ -103,7 +103,14 @@ except PrepareLockedError as error:
     outcome["stale_attributes"] = [error.lock, error.holder]
 fs.rm_file(key)
 
-# 3. A live holder (heartbeat every 0.3 s) held past the waiter's bound: a named error.
+# 3. The lock removed by hand while held, and taken by another: the holder leaves that one alone.
+with locking.version_lock(version_dir):
+    fs.rm_file(key)
+    fs.pipe_file(key, object_lock.Holder("intruder", 7, "2026-01-01T00:00:00+00:00").encode())
+outcome["intruder_kept"] = object_lock.Holder.parse(fs.cat_file(key)).host == "intruder"
+fs.rm_file(key)
+
+# 4. A live holder (heartbeat every 0.3 s) held past the waiter's bound: a named error.
 HOLD = '''
 import sys, time
 from emnist_idx._prepare import locking
@@ -130,10 +137,12 @@ print(json.dumps(outcome))
 
 @pytest.mark.slow
 def test_a_dead_holder_is_taken_over_and_a_stale_or_busy_lock_is_a_named_error() -> None:
+    """Also: a holder whose lock was removed by hand and taken by another leaves the new one."""
     done = run_scenario(_STALE, env={"EMNIST_IDX_LOCK_STALE_S": "2",
                                      "EMNIST_IDX_LOCK_HEARTBEAT_S": "0.5"})
     result = _last_json(done)
-    assert result["took_over"] and result["released"]
+    assert result["took_over"] and result["released"] and result["intruder_kept"]
+    assert f"The lock {LOCK} is held by pid 7 on host intruder" in done.stderr
     assert f"Took over the lock {LOCK}" in done.stderr
     stale = result["stale"]
     assert stale.startswith(f"{LOCK}: held by pid 4242 on host other-host since 2026-01-01")

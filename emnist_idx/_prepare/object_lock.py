@@ -110,7 +110,7 @@ def object_lock(url: str) -> Iterator[bool]:
         yield False
         return
     stop = threading.Event()
-    beating = threading.Thread(target=_beat, args=(fs, key, me, stop), daemon=True,
+    beating = threading.Thread(target=_beat, args=(fs, key, url, me, stop), daemon=True,
                                name="emnist_idx lock heartbeat")
     beating.start()
     try:
@@ -119,7 +119,8 @@ def object_lock(url: str) -> Iterator[bool]:
         stop.set()
         beating.join()
         with contextlib.suppress(FileNotFoundError):
-            fs.rm_file(key)
+            if _is_mine(fs, key, url, me):
+                fs.rm_file(key)
 
 
 class _NoExclusiveCreate(Exception):
@@ -205,12 +206,30 @@ def _take_over(url: str, generation: str, holder: Holder) -> None:
                      holder.describe())
 
 
-def _beat(fs: Any, key: str, me: Holder, stop: threading.Event) -> None:
-    """Rewrites the lock with a new heartbeat count until ``stop``."""
+def _is_mine(fs: Any, key: str, url: str, me: Holder) -> bool:
+    """Whether the lock still names this prepare (logged when not: removed by hand and taken by
+    another prepare while held). FileNotFoundError if it is gone."""
+    fs.invalidate_cache(key)
+    current = Holder.parse(fs.cat_file(key))
+    if dataclasses.replace(current, heartbeat=0) == me:
+        return True
+    _log.error("The lock %s is held by %s, not by this prepare (removed by hand while held?): "
+               "leaving it alone", url, current.describe())
+    return False
+
+
+def _beat(fs: Any, key: str, url: str, me: Holder, stop: threading.Event) -> None:
+    """Rewrites the lock with a new heartbeat count until ``stop``, while it is still ours (read
+    first: GCS would allow a generation-matched rewrite, gcsfs's writes do not expose one)."""
     beat = 0
     while not stop.wait(_seconds("EMNIST_IDX_LOCK_HEARTBEAT_S")):
-        beat += 1
         try:
+            if not _is_mine(fs, key, url, me):
+                return
+            beat += 1
             fs.pipe_file(key, dataclasses.replace(me, heartbeat=beat).encode())
+        except FileNotFoundError:
+            _log.error("The lock %s was removed while held: no longer renewing it", url)
+            return
         except OSError as failed:  # a missed beat is retried at the next one
-            _log.warning("Could not renew the lock %s: %s", key, failed)
+            _log.warning("Could not renew the lock %s: %s", url, failed)
