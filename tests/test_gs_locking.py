@@ -179,24 +179,34 @@ def local_digits(tmp_path_factory) -> list[str]:
 
 
 _CONCURRENT = f"""
-import json
+import json, tempfile, time
+from emnist_idx._prepare import locking
 from tests.gcs_emulator import start_child
-children = [start_child({_PREPARE!r}, port) for _ in range(2)]
-results = [child.communicate(timeout=600) for child in children]
-assert all(child.returncode == 0 for child in children), [err[-3000:] for _, err in results]
+logs = [tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False) for _ in range(2)]
+with locking.version_lock({VERSION_DIR!r}):  # held until both prepares wait for it
+    children = [start_child({_PREPARE!r}, port, stderr=log) for log in logs]
+    deadline = time.monotonic() + 300
+    while not all("Waiting for another process" in open(log.name).read() for log in logs):
+        assert time.monotonic() < deadline and all(child.poll() is None for child in children)
+        time.sleep(0.2)
+outputs = [child.communicate(timeout=600)[0] for child in children]
+stderr = [open(log.name).read() for log in logs]
+assert all(child.returncode == 0 for child in children), [err[-3000:] for err in stderr]
 {_LISTING}
-print(json.dumps({{"results": [json.loads(out.splitlines()[-1]) for out, _ in results],
-                  "stderr": [err for _, err in results], "listing": listing, "files": files}}))
+print(json.dumps({{"results": [json.loads(out.splitlines()[-1]) for out in outputs],
+                  "prepared": [out.count("Preparing emnist_idx/digits") for out in outputs],
+                  "listing": listing, "files": files}}))
 """
 
 
 @pytest.mark.slow
 def test_two_concurrent_prepares_of_one_gs_folder_give_one_identical_dataset(local_digits) -> None:
+    """Both wait for a held lock, then take turns: one prepares, the other reuses its dataset."""
     result = _last_json(run_scenario(_CONCURRENT))
     assert result["results"] == [local_digits, local_digits]
+    assert sorted(result["prepared"]) == [0, 1]
     assert result["listing"] == ["1.0.0"]  # no lock, no incomplete.* folder left
     assert {"dataset_info.json", "features.json", "metadata.json"} <= set(result["files"])
-    assert sum("Waiting for another process" in err for err in result["stderr"]) <= 1
 
 
 _KILLED = f"""
