@@ -8,7 +8,7 @@ import subprocess
 
 from etils import epath
 
-from emnist_idx._prepare import object_publish
+from emnist_idx._prepare import locking, object_publish
 from emnist_idx._prepare.object_lock import Holder
 
 _FILES = ["dataset_info.json", "emnist_idx-test.tfrecord-00000-of-00001", "features.json",
@@ -54,3 +54,9 @@ def test_a_holder_is_dead_here_only_when_its_process_on_this_host_is_gone() -> N
     assert Holder(me.host, gone.pid, me.since).is_dead_here()
     assert not Holder("another-host", gone.pid, me.since).is_dead_here()
     assert not me.is_dead_here()
+
+
+def test_leftovers_on_object_storage_are_removed_only_under_the_lock() -> None:
+    """Unlocked (no fsspec backend), other prepares' incomplete.* folders may be live: untouched,
+    and no store is even asked (this URL's bucket does not exist anywhere)."""
+    assert locking.remove_dead_temporaries("gs://no-such-bucket-emnist-idx/tfds/x/1.0.0") == []

@@ -91,6 +91,8 @@ def _remove_local_temporaries(version_dir: str) -> list[str]:
 
 
 def _remove_object_temporaries(version_dir: str) -> list[str]:
+    if not object_lock.is_held(lock_path(version_dir)):  # unlocked: they may be live
+        return []
     folder = storage.path(version_dir)
     removed = []
     with contextlib.suppress(FileNotFoundError):

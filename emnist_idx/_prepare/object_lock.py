@@ -40,6 +40,7 @@ _log = logging.getLogger("emnist_idx")
 _DEFAULTS = {"EMNIST_IDX_LOCK_HEARTBEAT_S": 30.0, "EMNIST_IDX_LOCK_STALE_S": 300.0,
              "EMNIST_IDX_LOCK_WAIT_S": 1800.0}
 _LONGEST_POLL_S = 10.0
+_held: set[str] = set()  # the lock URLs this process holds now
 
 
 def _seconds(name: str) -> float:
@@ -88,6 +89,11 @@ class Holder:
         return False
 
 
+def is_held(url: str) -> bool:
+    """Whether this process holds the lock ``url`` now (not so while running unlocked)."""
+    return url in _held
+
+
 def remove_command(url: str) -> str:
     """The shell command that removes the lock object ``url``."""
     return f"gcloud storage rm {url}" if url.startswith("gs://") else f"remove the object {url}"
@@ -113,9 +119,11 @@ def object_lock(url: str) -> Iterator[bool]:
     beating = threading.Thread(target=_beat, args=(fs, key, url, me, stop), daemon=True,
                                name="emnist_idx lock heartbeat")
     beating.start()
+    _held.add(url)
     try:
         yield waited
     finally:
+        _held.discard(url)
         stop.set()
         beating.join()
         with contextlib.suppress(FileNotFoundError):
