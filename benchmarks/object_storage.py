@@ -1,11 +1,13 @@
-"""Reading a prepared split from a local GCS emulator against reading it from local disk.
+"""Preparing to and reading from a local GCS emulator against local disk.
 
     python benchmarks/object_storage.py [--config mnist] [--repeats 3] [--json out.json]
 
 Prepares the config (full-size synthetic files) on local disk, copies the version folder to a
 ``gcp-storage-emulator`` on 127.0.0.1 (in memory), then times ``load_numpy`` of the train split
 from each, alternating, each read in a fresh process reaching the emulator through epath and gcsfs
-(``tests/gcs_emulator.py``). Reports the medians and the ratio.
+(``tests/gcs_emulator.py``). Then times whole prepares (the builder's download_and_prepare from the
+local synthetic files) to a fresh local folder and a fresh gs:// folder, alternating, each in a
+fresh process. Reports the medians and the ratios.
 """
 
 from __future__ import annotations
@@ -29,14 +31,26 @@ start = time.perf_counter()
 x, y = emnist_idx.load_numpy({config!r}, "train", data_dir={data_dir!r}, download=False)
 print(time.perf_counter() - start, len(y))
 """
+_PREPARE = """
+import time
+import tensorflow_datasets as tfds
+from emnist_idx.emnist_idx_dataset_builder import Builder
+builder = Builder(config={config!r}, data_dir={data_dir!r})
+start = time.perf_counter()
+builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir={manual!r}))
+print(time.perf_counter() - start, 0)
+"""
 _UPLOAD = """
+import time
 from pathlib import Path
 from etils import epath
+start = time.perf_counter()
 source, target = Path({source!r}), epath.Path({target!r})
 for path in source.rglob("*"):
     if path.is_file():
         (target / path.relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
         (target / path.relative_to(source)).write_bytes(path.read_bytes())
+print(time.perf_counter() - start, 0)
 """
 
 
@@ -51,36 +65,51 @@ def main() -> None:
         report = _measure(args, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"{args.config} train load_numpy: local median {report['local_median_s']:.2f} s, "
-          f"gs:// on gcp-storage-emulator (gcsfs via epath) median "
-          f"{report['emulator_median_s']:.2f} s ({report['emulator_over_local']:.1f}x)")
+    for task in ("load_numpy", "prepare"):
+        what = "train load_numpy" if task == "load_numpy" else "prepare (every split)"
+        print(f"{args.config} {what}: local median {report[f'{task}_local_median_s']:.2f} s, "
+              f"gs:// on gcp-storage-emulator (gcsfs via epath) median "
+              f"{report[f'{task}_emulator_median_s']:.2f} s "
+              f"({report[f'{task}_emulator_over_local']:.1f}x)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
 
 
 def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from emnist_idx import load_numpy, synthetic
+    from emnist_idx import configs, load_numpy, synthetic
 
-    bundle = synthetic.write_bundle(work / "bundle", {args.config: synthetic.FULL_COUNTS[args.config]},
+    bundle = synthetic.write_bundle(work / "bundle", {args.config: configs.NIST_COUNTS[args.config]},
                                     make_zip=False)
     local = work / "data"
     load_numpy(args.config, "train", data_dir=str(local), manual_dir=str(bundle))
     remote = f"gs://{BUCKET}/tfds"
-    seconds: dict[str, list[float]] = {"local": [], "emulator": []}
+    seconds: dict[str, dict[str, list[float]]] = {
+        task: {"local": [], "emulator": []} for task in ("load_numpy", "prepare")}
     with running_emulator() as port:
-        done = run_in_child(_UPLOAD.format(source=str(local), target=remote), port)
-        if done.returncode:
-            raise RuntimeError(done.stderr[-3000:])
-        for _ in range(args.repeats):
+        upload_s = _seconds_in_child(_UPLOAD.format(source=str(local), target=remote), port)
+        for repeat in range(args.repeats):
             for where, data_dir in (("local", str(local)), ("emulator", remote)):
-                done = run_in_child(_READ.format(config=args.config, data_dir=data_dir), port)
-                if done.returncode:
-                    raise RuntimeError(done.stderr[-3000:])
-                seconds[where].append(float(done.stdout.split()[-2]))
-    report = {"config": args.config, "seconds": seconds,
-              **{f"{where}_median_s": statistics.median(values) for where, values in seconds.items()}}
-    report["emulator_over_local"] = report["emulator_median_s"] / report["local_median_s"]
+                seconds["load_numpy"][where].append(_seconds_in_child(
+                    _READ.format(config=args.config, data_dir=data_dir), port))
+            for where, data_dir in (("local", str(work / f"prepared-{repeat}")),
+                                    ("emulator", f"gs://{BUCKET}/prepared-{repeat}")):
+                seconds["prepare"][where].append(_seconds_in_child(
+                    _PREPARE.format(config=args.config, data_dir=data_dir, manual=str(bundle)), port))
+    report: dict = {"config": args.config, "seconds": seconds, "upload_s": upload_s}
+    for task, by_place in seconds.items():
+        for where, values in by_place.items():
+            report[f"{task}_{where}_median_s"] = statistics.median(values)
+        report[f"{task}_emulator_over_local"] = (report[f"{task}_emulator_median_s"]
+                                                 / report[f"{task}_local_median_s"])
     return report
+
+
+def _seconds_in_child(code: str, port: int) -> float:
+    """Runs ``code`` in a fresh process; the seconds it printed before its last word."""
+    done = run_in_child(code, port)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-3000:])
+    return float(done.stdout.split()[-2])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +13,12 @@ import tensorflow_datasets as tfds
 
 from emnist_idx import configs
 from emnist_idx._prepare import (array_records, beam_writer, checks, downloads, locking,
-                                  shard_identity, shard_writer)
+                                  object_publish, shard_identity, shard_writer)
 from emnist_idx._prepare.data_dir import check_data_dir
 from emnist_idx._prepare.pixel_stats import PixelHistogram
 from emnist_idx._prepare.records import RecordEncoder
-from emnist_idx._format.sources import SourceFile, ConfigFiles, find_config_files
+from emnist_idx._format.sources import (ConfigFiles, Location, SourceFile, find_config_files,
+                                        location)
 
 _HOMEPAGE = "https://www.nist.gov/itl/products-and-services/emnist-dataset"
 _MANUAL_DOWNLOAD_INSTRUCTIONS = f"""\
@@ -86,7 +86,9 @@ class Builder(tfds.core.ShardBasedBuilder):
         """TFDS's download_and_prepare, one process at a time per version folder.
 
         A job that waited while another prepared the same folder reuses its result; the temporary
-        folders of prepares that were killed are removed first (see ``_prepare/locking.py``).
+        folders of prepares that were killed are removed first (see ``_prepare/locking.py``). On
+        object storage the folder is put in place with its marks of completion last
+        (``_prepare/object_publish.py``).
         """
         overwrite = bool(download_config and download_config.download_mode.overwrite_dataset)
         self._manual_dir_given = download_config.manual_dir if download_config else None
@@ -94,7 +96,8 @@ class Builder(tfds.core.ShardBasedBuilder):
             locking.remove_dead_temporaries(self.data_path)
             if not overwrite and self.is_prepared():
                 self.info.read_from_directory(self.data_dir)  # maybe prepared while we waited
-            super().download_and_prepare(download_config=download_config, **kwargs)
+            with object_publish.ordered_publishing(self.data_path, overwrite=overwrite):
+                super().download_and_prepare(download_config=download_config, **kwargs)
         self._checked = None  # the labels of this prepare are not needed any more
 
     def _log_download_bytes(self) -> None:
@@ -257,14 +260,15 @@ class Builder(tfds.core.ShardBasedBuilder):
             return find_config_files(config, [bundle])
 
 
-def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Path | None:
-    """The manual dir, also when it is missing or empty (so that errors can name it)."""
+def _manual_dir(dl_manager: tfds.download.DownloadManager) -> Location | None:
+    """The manual dir (a URL stays whole), also when it is missing or empty (so that errors can
+    name it)."""
     try:
-        return Path(dl_manager.manual_dir)
+        return location(dl_manager.manual_dir)
     except (AssertionError, NotADirectoryError):
         # TFDS asserts the dir exists and is not empty; a zip given as the dir is fine for us.
         given = getattr(dl_manager, "_manual_dir", None)
-        return Path(given) if given else None
+        return location(given) if given else None
 
 
 def _read_images(source: SourceFile, start: int, stop: int) -> Iterator[np.ndarray]:

@@ -6,6 +6,8 @@
      └── PreparedDataError       a prepared dataset's file (shard, dataset_info.json, ...) is damaged
     FileNotFoundError            a source file is missing (raised as the builtin, naming the path)
     NotCheckpointableError       (a TypeError) an iterator whose position cannot be saved
+    PrepareLockedError           (a RuntimeError) another prepare holds a version folder's lock on
+                                 object storage, too long or after its holder died
 """
 
 from __future__ import annotations
@@ -44,3 +46,17 @@ class PreparedDataError(ValueError):
 class NotCheckpointableError(TypeError):
     """An iterator of ``load()``'s result cannot be saved in a checkpoint (through the tf.data
     service); the message says why and what to do instead."""
+
+
+class PrepareLockedError(RuntimeError):
+    """A prepare on object storage (``gs://...``) could not take its version folder's lock.
+
+    The message names the lock (its full URL), who holds it (host, pid, since when), why we gave
+    up (the holder's heartbeat stopped, or we waited too long) and what to do.
+    """
+
+    def __init__(self, lock: str, holder: str, problem: str) -> None:
+        self.lock = lock
+        self.holder = holder
+        self.problem = problem
+        super().__init__(f"{lock}: held by {holder}; {problem}")

@@ -1,9 +1,16 @@
 """A local GCS emulator (gcp-storage-emulator) on 127.0.0.1 for tests, and the environment that
-makes etils.epath reach it through gcsfs (never Google)."""
+makes etils.epath reach it through gcsfs (never Google).
+
+``run_scenario`` runs a test's whole scenario (the emulator and every client process) in a
+loopback-only network namespace (``unshare -rn``) where the machine allows one, so that nothing
+can reach past 127.0.0.1; elsewhere it runs it as is and logs that.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import socket
 import subprocess
@@ -13,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 BUCKET = "bucket"
+REPO = Path(__file__).resolve().parent.parent
+_log = logging.getLogger(__name__)
 
 
 def _free_port() -> int:
@@ -32,10 +41,10 @@ def client_env(port: int) -> dict[str, str]:
 @contextlib.contextmanager
 def running_emulator() -> Iterator[int]:
     """Starts the emulator (in memory, bucket ``BUCKET``) on a free 127.0.0.1 port; yields the
-    port; stops it."""
+    port; stops it. Uploads honour ``ifGenerationMatch=0`` as GCS does (``gcs_emulator_main.py``)."""
     port = _free_port()
-    command = [str(Path(sys.executable).with_name("gcp-storage-emulator")), "start", "--host",
-               "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET]
+    command = [sys.executable, str(Path(__file__).with_name("gcs_emulator_main.py")), "start",
+               "--host", "127.0.0.1", "--port", str(port), "--in-memory", "--default-bucket", BUCKET]
     emulator = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -51,8 +60,58 @@ def running_emulator() -> Iterator[int]:
         emulator.wait(timeout=30)
 
 
-def run_in_child(code: str, port: int, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Runs Python ``code`` in a child process that reaches the emulator through epath."""
-    env = {**os.environ, **client_env(port), "PYTHONPATH": str(Path(__file__).parent.parent)}
-    return subprocess.run([sys.executable, "-c", code], env=env,
+def _child_env(port: int, env: dict[str, str] | None) -> dict[str, str]:
+    return {**os.environ, **client_env(port), "PYTHONPATH": str(REPO), **(env or {})}
+
+
+def run_in_child(code: str, port: int, timeout: int = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs Python ``code`` in a child process that reaches the emulator through epath (``env``:
+    more variables)."""
+    return subprocess.run([sys.executable, "-c", code], env=_child_env(port, env),
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def start_child(code: str, port: int, env: dict[str, str] | None = None,
+                **popen: object) -> subprocess.Popen:
+    """Starts ``run_in_child``'s process without waiting (text stdout and stderr piped unless
+    ``popen`` says otherwise)."""
+    return subprocess.Popen([sys.executable, "-c", code], env=_child_env(port, env),
+                            **{"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True,
+                               **popen})
+
+
+@functools.cache
+def loopback_namespace() -> list[str]:
+    """The command prefix that runs a command in a new network namespace with only its loopback
+    up (``unshare -rn``), or ``[]`` where unprivileged namespaces are not allowed."""
+    prefix = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
+    try:
+        works = subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        works = False
+    if not works:
+        _log.warning("unshare -rn (with ip) is not available here: the emulator scenarios run in "
+                     "the machine's own network namespace (still bound to 127.0.0.1 only)")
+    return prefix if works else []
+
+
+_SCENARIO_DRIVER = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from tests.gcs_emulator import client_env, running_emulator
+with running_emulator() as port:
+    os.environ.update(client_env(port))
+    exec(compile(sys.argv[1], "<scenario>", "exec"), {{"port": port, "__name__": "__scenario__"}})
+"""
+
+
+def run_scenario(code: str, timeout: int = 600,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Runs Python ``code`` in a process (in ``loopback_namespace()`` where available) that first
+    starts the emulator: ``code`` sees its ``port`` and the client variables in ``os.environ``, so
+    its ``run_in_child``/``start_child`` processes reach it. Stops the emulator after."""
+    command = [*loopback_namespace(), sys.executable, "-c",
+               _SCENARIO_DRIVER.format(repo=str(REPO)), code]
+    return subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
                           capture_output=True, text=True, timeout=timeout, check=False)

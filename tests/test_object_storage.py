@@ -1,4 +1,4 @@
-"""A data_dir on gs:// (prepare, load cached and streamed, load_numpy, load_data), against a local GCS emulator reached through etils.epath and gcsfs."""
+"""A data_dir on gs:// (prepare, load cached and streamed, load_numpy, load_data), against a local GCS emulator reached through etils.epath and gcsfs (in a loopback-only network namespace where one is allowed)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from emnist_idx import configs, load_numpy
 from emnist_idx._pipeline import prepared
 from tests.bundle_factory import DUMMY_GZIP
-from tests.gcs_emulator import BUCKET, running_emulator, run_in_child
+from tests.gcs_emulator import BUCKET, run_scenario
 
 
 def test_version_dir_keeps_the_url() -> None:
@@ -52,8 +52,7 @@ print(json.dumps({{"x": x.tolist(), "y": y.tolist(), "error": message, "batches"
 def test_load_numpy_prepares_and_reads_a_gs_data_dir(tmp_path) -> None:
     expected_x, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path),
                                         manual_dir=str(DUMMY_GZIP))
-    with running_emulator() as port:
-        done = run_in_child(_PREPARE_AND_READ, port)
+    done = run_scenario(_PREPARE_AND_READ)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     np.testing.assert_array_equal(np.array(result["x"], np.uint8), expected_x)

@@ -2,7 +2,8 @@
 
 A FIFO or device named like an IDX file would block a reader forever (or stream without end), and
 a zip member's declared sizes are what bound every later size check: both are settled here, before
-a byte of payload is read.
+a byte of payload is read. Files given as URLs (``gs://...``) are objects, never FIFOs or devices:
+they are opened through ``storage`` (etils.epath), seekable, so zip members stream from them too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import zipfile
 import zlib
 from typing import BinaryIO, cast
 
+from emnist_idx._format import storage
 from emnist_idx.errors import IdxFormatError
 
 # Deflate cannot expand data by more than ~1032:1: a member declaring more is lying.
@@ -38,6 +40,9 @@ def check_regular(path: str | os.PathLike[str]) -> None:
 
     Raises FileNotFoundError (naming the path) when nothing is there.
     """
+    if not storage.is_local(path):
+        _check_object(path)
+        return
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
         raise IdxFormatError(path, f"is {file_kind(mode)}, expected a regular file")
@@ -46,6 +51,8 @@ def check_regular(path: str | os.PathLike[str]) -> None:
 def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     """Opens a regular file for binary reads; anything else gets IdxFormatError at once, never a hang."""
     check_regular(path)
+    if not storage.is_local(path):
+        return storage.open_for_reading(path)
     # O_NONBLOCK: if the path became a FIFO since the stat, open returns instead of waiting.
     descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
@@ -56,6 +63,14 @@ def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(descriptor)
         raise
+
+
+def _check_object(url: str | os.PathLike[str]) -> None:
+    location = storage.path(url)
+    if location.is_dir():
+        raise IdxFormatError(url, "is a folder, expected a file")
+    if not location.exists():
+        raise FileNotFoundError(f"{os.fspath(url)}: no such file")
 
 
 def check_member(info: zipfile.ZipInfo, name: str) -> None:
@@ -123,7 +138,8 @@ def open_member(bundle: zipfile.ZipFile, member: str, name: str) -> BinaryIO:
 
 
 def stream_size(stream: BinaryIO) -> int | None:
-    """Bytes left in a regular file, an in-memory stream or a zip member; None for other streams."""
+    """Bytes left in a regular file, an in-memory stream, a zip member or an object opened through
+    epath (fsspec's ``size``, TensorFlow's ``size()``); None for other streams."""
     raw = getattr(stream, "raw", None)
     if isinstance(raw, MemberStream):
         return raw.size - stream.tell()
@@ -132,4 +148,6 @@ def stream_size(stream: BinaryIO) -> int | None:
             return len(stream.getbuffer()) - stream.tell()
         return os.fstat(stream.fileno()).st_size - stream.tell()
     except (OSError, AttributeError, ValueError, io.UnsupportedOperation):
-        return None
+        size = getattr(stream, "size", None)
+        size = size() if callable(size) else size
+        return size - stream.tell() if isinstance(size, int) else None

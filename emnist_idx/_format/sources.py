@@ -7,6 +7,10 @@ Accepted shapes, looked up in this order for each file:
      never extracted. The directory may also be the path of the zip itself. A zip holding two
      members that are one file (the same name twice, or e.g. ``gzip/x.gz`` and ``x``) is refused:
      which one is meant cannot be known. macOS's ``__MACOSX/._*`` entries match no EMNIST name.
+
+A directory may be a URL etils.epath reaches (``gs://bucket/emnist``): the same shapes are looked
+up there, files are read through epath (zip members stream from the seekable object, nothing is
+copied whole), and every message names the full URL.
 """
 
 from __future__ import annotations
@@ -17,21 +21,32 @@ import os
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Union
+
+from etils import epath
 
 from emnist_idx import configs
+from emnist_idx._format import storage
 from emnist_idx._format.files import check_regular, file_kind, open_member, open_regular
 from emnist_idx.errors import IdxFormatError
 
 BUNDLE_NAME = "gzip.zip"
 _SUBFOLDER = "gzip"
+Location = Union[Path, epath.Path]  # a local path, or a URL as epath keeps it (gs://...)
+
+
+def location(root: str | os.PathLike) -> Location:
+    """``root`` as a path to look files up in: local (``~`` expanded) or a URL (kept whole)."""
+    if storage.is_local(root):
+        return Path(root).expanduser()
+    return storage.path(root)
 
 
 @dataclasses.dataclass(frozen=True)
 class SourceFile:
-    """One EMNIST file: on disk, or a member of a zip."""
+    """One EMNIST file: on disk (or object storage), or a member of a zip."""
 
-    path: Path
+    path: Location
     member: str | None = None
 
     @property
@@ -88,7 +103,7 @@ def find_config_files(config: str, roots: Sequence[str | os.PathLike]) -> Config
       FileNotFoundError: naming each missing file and every place searched.
     """
     configs.check_config(config)
-    locator = _Locator([Path(root).expanduser() for root in roots])
+    locator = _Locator([location(root) for root in roots])
     found = {name: locator.find(name) for name in configs.file_names(config)}
     missing = [name for name, source in found.items() if source is None]
     if missing:
@@ -104,19 +119,20 @@ def find_config_files(config: str, roots: Sequence[str | os.PathLike]) -> Config
 class _Locator:
     """Looks names up in loose files first, then in zip bundles, remembering what it searched."""
 
-    def __init__(self, roots: list[Path]) -> None:
-        self.directories: list[Path] = []
-        self.zips: list[Path] = []
+    def __init__(self, roots: list[Location]) -> None:
+        self.directories: list[Location] = []
+        self.zips: list[Location] = []
         for root in roots:
             if root.is_file() and _is_zip(root):
                 self.zips.append(root)
             elif root.exists() and not root.is_dir():
-                raise IdxFormatError(root, f"is {file_kind(root.stat().st_mode)}, expected a "
-                                           "directory or a zip file")
+                kind = (file_kind(os.stat(root).st_mode) if storage.is_local(root)
+                        else "an object that is not a zip")
+                raise IdxFormatError(root, f"is {kind}, expected a directory or a zip file")
             else:
                 self.directories += [root, root / _SUBFOLDER]
                 self.zips += _bundles_in(root)
-        self._members: dict[Path, list[str]] = {}
+        self._members: dict[Location, list[str]] = {}
 
     def find(self, gz_name: str) -> SourceFile | None:
         names = candidate_names(gz_name)
@@ -138,11 +154,11 @@ class _Locator:
                 return SourceFile(bundle, matching[0][1])
         return None
 
-    def _zip_members(self, bundle: Path) -> list[str]:
+    def _zip_members(self, bundle: Location) -> list[str]:
         """The bundle's member names in their order, each as often as it occurs."""
         if bundle not in self._members:
             try:
-                with zipfile.ZipFile(bundle) as opened:
+                with open_regular(bundle) as raw, zipfile.ZipFile(raw) as opened:
                     self._members[bundle] = opened.namelist()
             except (zipfile.BadZipFile, OSError):
                 self._members[bundle] = []
@@ -152,7 +168,7 @@ class _Locator:
         return [str(d) for d in self.directories] + [f"{z} (zip)" for z in self.zips]
 
 
-def _bundles_in(directory: Path) -> list[Path]:
+def _bundles_in(directory: Location) -> list[Location]:
     """Zip files in a directory, NIST's gzip.zip first."""
     if not directory.is_dir():
         return []
@@ -162,7 +178,7 @@ def _bundles_in(directory: Path) -> list[Path]:
     return sorted(zips, key=lambda p: p.name != BUNDLE_NAME)
 
 
-def _is_zip(path: Path) -> bool:
+def _is_zip(path: Location) -> bool:
     """Whether a regular file is a zip (a FIFO or device is refused, never read)."""
     with open_regular(path) as stream:
         return zipfile.is_zipfile(stream)

@@ -6,6 +6,8 @@ same folder at once race on that rename (the loser gets FileExistsError), and a 
 SIGKILL leaves its temporary folder behind. A lock file beside the version folder,
 ``<version>.lock``, held with ``flock`` (released by the kernel when its process dies), serializes
 them: whoever holds it may remove every temporary folder of that version, since none is live.
+On object storage (a URL) the lock is an object created only if absent (``object_lock.py``), and
+the leftovers include a version folder a killed prepare left half copied (``object_publish.py``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Iterator
 
 import filelock
 
-_INCOMPLETE_PREFIX = "incomplete."  # TFDS's tensorflow_datasets.core.constants.INCOMPLETE_PREFIX
+from emnist_idx._format import storage
+from emnist_idx._prepare import object_lock, object_publish
+
 _log = logging.getLogger("emnist_idx")
 
 
@@ -32,12 +36,13 @@ def lock_path(version_dir: os.PathLike[str] | str) -> str:
 def version_lock(version_dir: os.PathLike[str] | str) -> Iterator[bool]:
     """Holds the version folder's lock; yields whether another process held it first (we waited).
 
-    Folders that are not on the local file system (``gs://...``) are not locked.
+    For a URL (``gs://...``), see ``object_lock.object_lock`` (PrepareLockedError when it gives up).
     """
-    if "://" in os.fspath(version_dir):
-        yield False
-        return
     path = lock_path(version_dir)
+    if not storage.is_local(path):
+        with object_lock.object_lock(path) as waited:
+            yield waited
+        return
     os.makedirs(os.path.dirname(path), exist_ok=True)
     lock = filelock.FileLock(path)
     waited = False
@@ -54,20 +59,47 @@ def version_lock(version_dir: os.PathLike[str] | str) -> Iterator[bool]:
 
 
 def remove_dead_temporaries(version_dir: os.PathLike[str] | str) -> list[str]:
-    """Removes the ``incomplete.*`` folders of a version; call only while holding its lock.
+    """Removes the ``incomplete.*`` folders of a version (and, on object storage, the version
+    folder itself when a killed prepare left it half copied); call only while holding its lock.
 
     Returns the folders removed.
     """
     version_dir = os.fspath(version_dir).rstrip("/")
+    if storage.is_local(version_dir):
+        removed = _remove_local_temporaries(version_dir)
+    else:
+        removed = _remove_object_temporaries(version_dir)
+    if removed:
+        _log.warning("Removed %d folder(s) left by interrupted prepares: %s", len(removed),
+                     ", ".join(removed))
+    return removed
+
+
+def _is_temporary(name: str, version: str) -> bool:
+    return name.startswith(object_publish.INCOMPLETE_PREFIX) and name.endswith(f"_{version}")
+
+
+def _remove_local_temporaries(version_dir: str) -> list[str]:
     parent, version = os.path.split(version_dir)
     removed = []
     with contextlib.suppress(FileNotFoundError), os.scandir(parent) as entries:
         for entry in entries:
-            if (entry.name.startswith(_INCOMPLETE_PREFIX) and entry.name.endswith(f"_{version}")
-                    and entry.is_dir(follow_symlinks=False)):
+            if _is_temporary(entry.name, version) and entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
                 removed.append(entry.path)
-    if removed:
-        _log.warning("Removed %d folder(s) left by interrupted prepares: %s", len(removed),
-                     ", ".join(removed))
+    return removed
+
+
+def _remove_object_temporaries(version_dir: str) -> list[str]:
+    if not object_lock.is_held(lock_path(version_dir)):  # unlocked: they may be live
+        return []
+    folder = storage.path(version_dir)
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in folder.parent.iterdir():
+            if _is_temporary(entry.name, folder.name) and entry.is_dir():
+                entry.rmtree()
+                removed.append(os.fspath(entry))
+    if object_publish.remove_unmarked(version_dir):
+        removed.append(version_dir)
     return removed

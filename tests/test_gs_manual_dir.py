@@ -1,0 +1,62 @@
+"""A manual dir on gs:// (NIST's gzip.zip, its gzip/ folder, loose .gz files), read through
+etils.epath from a local GCS emulator, prepares what a local manual dir prepares."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from emnist_idx import configs, load_numpy
+from tests.bundle_factory import DUMMY_DATA, DUMMY_GZIP
+from tests.gcs_emulator import BUCKET, run_scenario
+
+MANUAL = f"gs://{BUCKET}/manual"
+SHAPES = {"zip in the dir": f"{MANUAL}/zip", "the zip as the dir": f"{MANUAL}/zip/gzip.zip",
+          "gzip/ folder": f"{MANUAL}/folder", "loose .gz files": f"{MANUAL}/loose/gzip"}
+
+_SCENARIO = f"""
+import hashlib, json, tempfile
+from pathlib import Path
+from etils import epath
+import tensorflow_datasets as tfds
+import emnist_idx
+from emnist_idx import configs
+from emnist_idx.emnist_idx_dataset_builder import Builder
+
+epath.Path({MANUAL!r} + "/zip/gzip.zip").write_bytes(Path({str(DUMMY_DATA / "gzip.zip")!r}).read_bytes())
+for name in configs.file_names("digits"):
+    data = Path({str(DUMMY_GZIP)!r}, name).read_bytes()
+    for folder in ("folder/gzip", "loose/gzip"):
+        epath.Path({MANUAL!r}, folder, name).write_bytes(data)
+epath.Path({MANUAL!r}, "partial", configs.mapping_file("digits")).write_text("0 48\\n")
+
+def prepare(manual_dir):
+    data_dir = tempfile.mkdtemp()
+    Builder(config="digits", data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    x, y = emnist_idx.load_numpy("digits", "test", data_dir=data_dir, download=False)
+    return [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
+
+result = {{shape: prepare(url) for shape, url in {SHAPES!r}.items()}}
+try:
+    prepare({MANUAL!r} + "/partial")
+except FileNotFoundError as error:
+    result["missing"] = str(error)
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.slow
+def test_a_gs_manual_dir_in_each_shape_prepares_as_a_local_one(tmp_path) -> None:
+    x, y = load_numpy("digits", "test", data_dir=str(tmp_path), manual_dir=str(DUMMY_GZIP))
+    local = [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
+    done = run_scenario(_SCENARIO)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for shape in SHAPES:
+        assert result[shape] == local, shape
+    missing = result["missing"]  # names the full URLs searched, never "gs:/bucket"
+    assert f"{MANUAL}/partial\n" in missing and f"{MANUAL}/partial/gzip\n" in missing
+    assert configs.image_file("digits", "train") in missing and "gs:/bucket" not in missing
