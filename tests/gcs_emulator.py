@@ -9,8 +9,6 @@ can reach past 127.0.0.1; elsewhere it runs it as is and logs that.
 from __future__ import annotations
 
 import contextlib
-import functools
-import logging
 import os
 import socket
 import subprocess
@@ -19,9 +17,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.loopback import namespace_prefix
+
 BUCKET = "bucket"
 REPO = Path(__file__).resolve().parent.parent
-_log = logging.getLogger(__name__)
 
 
 def _free_port() -> int:
@@ -81,21 +80,6 @@ def start_child(code: str, port: int, env: dict[str, str] | None = None,
                                **popen})
 
 
-@functools.cache
-def loopback_namespace() -> list[str]:
-    """The command prefix that runs a command in a new network namespace with only its loopback
-    up (``unshare -rn``), or ``[]`` where unprivileged namespaces are not allowed."""
-    prefix = ["unshare", "-rn", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
-    try:
-        works = subprocess.run([*prefix, "true"], capture_output=True, timeout=30).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        works = False
-    if not works:
-        _log.warning("unshare -rn (with ip) is not available here: the emulator scenarios run in "
-                     "the machine's own network namespace (still bound to 127.0.0.1 only)")
-    return prefix if works else []
-
-
 _SCENARIO_DRIVER = """
 import os, sys
 sys.path.insert(0, {repo!r})
@@ -108,10 +92,10 @@ with running_emulator() as port:
 
 def run_scenario(code: str, timeout: int = 600,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Runs Python ``code`` in a process (in ``loopback_namespace()`` where available) that first
+    """Runs Python ``code`` in a process (in a loopback-only namespace where available) that first
     starts the emulator: ``code`` sees its ``port`` and the client variables in ``os.environ``, so
     its ``run_in_child``/``start_child`` processes reach it. Stops the emulator after."""
-    command = [*loopback_namespace(), sys.executable, "-c",
+    command = [*namespace_prefix(), sys.executable, "-c",
                _SCENARIO_DRIVER.format(repo=str(REPO)), code]
     return subprocess.run(command, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
                           capture_output=True, text=True, timeout=timeout, check=False)

@@ -2,11 +2,12 @@
 exists: servers that bind every address (TensorFlow's tf.data service and gRPC servers take a port,
 not an address) are then reachable from these processes only, and nothing can reach out.
 
-``run_group(services, jobs)`` starts the services, then the jobs, all at once, waits for the jobs,
-then closes the services' stdin (their signal to stop) and waits for them. The group runs under
-``unshare -rn`` (a user and network namespace, no privileges needed) when this machine allows it,
-else as it is (once logged as a warning: the test still runs, not isolated). In the namespace this
-module's ``__main__`` brings ``lo`` up, runs the group and prints what each process did as JSON.
+``namespace_prefix() + command`` runs a command under ``unshare -rn`` (a user and network namespace,
+no privileges needed) with ``lo`` brought up first (``ioctl``; no ``ip`` needed), where the machine
+allows it; elsewhere the prefix is empty (with a warning: the test still runs, not isolated).
+``run_group(services, jobs)`` runs such a group: it starts the services, then the jobs, all at
+once, waits for the jobs, then closes the services' stdin (their signal to stop), waits for them,
+and returns what each process did.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import dataclasses
 import fcntl
 import functools
 import json
+import os
 import socket
 import struct
 import subprocess
@@ -23,7 +25,6 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _IFREQ = struct.Struct("16sh22x")  # struct ifreq: the name, then ifr_flags in a 24-byte union
 
@@ -51,22 +52,26 @@ def namespace_available() -> bool:
         return False
 
 
+def namespace_prefix() -> list[str]:
+    """What to put before a command to run it in a new network namespace with only loopback, up;
+    ``[]`` (after a warning) where the machine allows no such namespace."""
+    if namespace_available():
+        return ["unshare", "-rn", sys.executable, __file__, "up-and-exec"]
+    warnings.warn("unshare -rn is not available here: the test's processes run on this machine's "
+                  "network", stacklevel=2)
+    return []
+
+
 def run_group(services: Sequence[Command], jobs: Sequence[Command], timeout: float = 300
               ) -> tuple[list[Finished], list[Finished]]:
     """Runs the group (isolated when possible); returns how the services and the jobs ended."""
     spec = json.dumps({"services": [dataclasses.asdict(c) for c in services],
                        "jobs": [dataclasses.asdict(c) for c in jobs], "timeout": timeout})
-    if not namespace_available():
-        warnings.warn("unshare -rn is not available here: the processes run on this machine's "
-                      "network", stacklevel=2)
-        ended = _run(json.loads(spec))
-    else:
-        done = subprocess.run(["unshare", "-rn", sys.executable, "-m", "tests.loopback"],
-                              input=spec, capture_output=True, text=True, cwd=REPO,
-                              timeout=timeout + 120, check=False)
-        if done.returncode:
-            raise RuntimeError(f"the namespace's runner failed:\n{done.stderr[-3000:]}")
-        ended = json.loads(done.stdout.strip().splitlines()[-1])
+    done = subprocess.run([*namespace_prefix(), sys.executable, __file__, "group"], input=spec,
+                          capture_output=True, text=True, timeout=timeout + 120, check=False)
+    if done.returncode:
+        raise RuntimeError(f"the group's runner failed:\n{done.stderr[-3000:]}")
+    ended = json.loads(done.stdout.strip().splitlines()[-1])
     return ([Finished(**entry) for entry in ended["services"]],
             [Finished(**entry) for entry in ended["jobs"]])
 
@@ -98,5 +103,7 @@ def _loopback_up() -> None:
 
 
 if __name__ == "__main__":
-    _loopback_up()
-    print(json.dumps(_run(json.loads(sys.stdin.read()))))
+    if sys.argv[1] == "up-and-exec":  # in the new namespace: lo up, then become the command
+        _loopback_up()
+        os.execvp(sys.argv[2], sys.argv[2:])
+    print(json.dumps(_run(json.loads(sys.stdin.read()))))  # "group"
