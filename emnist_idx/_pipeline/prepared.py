@@ -125,19 +125,24 @@ def check_pixel_statistics(path: Path, metadata: dict) -> None:
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
                  filenames: set[str] | None = None) -> None:
-    """Checks each shard's size against its record count from dataset_info.json (one stat each),
-    and its fingerprint against metadata.json's (two small reads each: ``shard_identity``).
-
-    Only the shards in ``filenames`` (full paths) when given, else every shard of every split.
-    """
+    """``check_shard`` for each shard in ``filenames`` (full paths) when given, else every shard of
+    every split; metadata.json is read once for all of them."""
     folder = storage.path(builder.data_path)
+    manifests = shard_identity.Manifests()
     for split_info in builder.info.splits.values():
         for name, count in zip(split_info.filenames, split_info.shard_lengths):
             path = folder / name
-            if filenames is not None and os.fspath(path) not in filenames:
-                continue
-            check_shard_size(path, int(count), layout.frame_size, split_info.name)
-            shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
+            if filenames is None or os.fspath(path) in filenames:
+                check_shard(path, int(count), layout, split_info.name, manifests)
+
+
+def check_shard(path: str | os.PathLike, count: int, layout: RecordLayout, split: str,
+                manifests: shard_identity.Manifests | None = None) -> None:
+    """Checks a shard before reading it: its size against its record count from
+    dataset_info.json (one stat), and its fingerprint against metadata.json's (two small reads:
+    ``shard_identity``). PreparedDataError names the shard."""
+    check_shard_size(storage.path(path), count, layout.frame_size, split)
+    shard_identity.check_tfrecord_fingerprint(path, count, layout.record_size, manifests)
 
 
 def check_shard_size(path: epath.Path, count: int, frame_size: int, split: str) -> None:
