@@ -194,8 +194,8 @@ class ShardReads:
     read (``check_read``), and a shard's full digest once all its records were read. Each version
     folder's manifest is read once, when its first piece is checked."""
 
-    def __init__(self) -> None:
-        self._manifests = Manifests()
+    def __init__(self, manifests: Manifests | None = None) -> None:
+        self._manifests = manifests or Manifests()
         self._lock = threading.Lock()
         self._pieces: dict[str, dict[int, np.ndarray]] = {}  # shard -> skip -> CRCs
         self._checked: set[str] = set()  # shards whose digest matched
