@@ -121,6 +121,7 @@ copy = pickle.loads(pickle.dumps(source))
 def labels(source):
     return [source[index][1] for index in range(len(source))]
 
+copied = labels(copy)
 with multiprocessing.get_context("fork").Pool(2) as pool:
     forked = pool.map_async(labels, [source, source]).get(timeout=120)
 # a pixel of test record 7, on the bucket: a fresh Source names the shard's full URL
@@ -138,7 +139,7 @@ for read in (lambda: damaged[7], lambda: damaged[:], lambda: damaged[[0, 7]]):
 print(json.dumps({{
     "images": [image.tolist() for image, _ in singles], "labels": [label for _, label in singles],
     "whole": [whole[0].tolist(), whole[1].tolist()], "chosen": chosen[1].tolist(),
-    "strided": [strided[0].tolist(), strided[1].tolist()], "copy": labels(copy),
+    "strided": [strided[0].tolist(), strided[1].tolist()], "copy": copied,
     "forked": forked, "errors": errors, "tensorflow": "tensorflow" in sys.modules}}))
 """
 
