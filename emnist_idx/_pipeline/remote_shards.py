@@ -86,28 +86,43 @@ class RemoteShards:
         blocks are fetched ``_PARALLEL_BLOCKS`` at a time (each request waits on the network)."""
         out = np.empty((len(records), self._frame_size), dtype=np.uint8)
         blocks = records // self.block_records
-        needed = np.unique(blocks).tolist()
-        with concurrent.futures.ThreadPoolExecutor(min(_PARALLEL_BLOCKS, len(needed)) or 1) as pool:
-            for start in range(0, len(needed), _PARALLEL_BLOCKS):
-                group = needed[start:start + _PARALLEL_BLOCKS]
-                for block, data in zip(group, pool.map(lambda block: self._block(path, block),
-                                                       group)):
-                    chosen = np.flatnonzero(blocks == block)
-                    block_frames = np.frombuffer(data, np.uint8).reshape(-1, self._frame_size)
-                    out[chosen] = block_frames[records[chosen] - block * self.block_records]
+
+        def take(block: int, data: bytes) -> None:
+            chosen = np.flatnonzero(blocks == block)
+            block_frames = np.frombuffer(data, np.uint8).reshape(-1, self._frame_size)
+            out[chosen] = block_frames[records[chosen] - block * self.block_records]
+
+        missing = []
+        for block in np.unique(blocks).tolist():
+            data = self._cached(path, block)
+            if data is None:
+                missing.append(block)
+            else:
+                take(block, data)
+        if missing:
+            with concurrent.futures.ThreadPoolExecutor(min(_PARALLEL_BLOCKS, len(missing))) as pool:
+                for start in range(0, len(missing), _PARALLEL_BLOCKS):
+                    group = missing[start:start + _PARALLEL_BLOCKS]
+                    for block, data in zip(group, pool.map(lambda block: self._block(path, block),
+                                                           group)):
+                        take(block, data)
         return out
 
-    def _block(self, path: str, block: int) -> bytes:
-        key = (path, block)
+    def _cached(self, path: str, block: int) -> bytes | None:
         with self._lock:
-            found = self._blocks.get(key)
+            found = self._blocks.get((path, block))
             if found is not None:
-                self._blocks.move_to_end(key)
-                return found
+                self._blocks.move_to_end((path, block))
+            return found
+
+    def _block(self, path: str, block: int) -> bytes:
+        found = self._cached(path, block)
+        if found is not None:
+            return found
         found = self._fetch(path, block)  # two threads may fetch one block: both get the same
         with self._lock:
-            if key not in self._blocks and len(found) <= self.cache_bytes:
-                self._blocks[key] = found
+            if (path, block) not in self._blocks and len(found) <= self.cache_bytes:
+                self._blocks[(path, block)] = found
                 self._held += len(found)
                 while self._held > self.cache_bytes:
                     self._held -= len(self._blocks.popitem(last=False)[1])
