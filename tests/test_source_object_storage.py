@@ -165,3 +165,24 @@ def test_source_reads_a_gs_data_dir(prepared_data_dir: Path) -> None:
     for error in result["errors"]:
         assert error.startswith(f"{shard}: record 7 fails its CRC32C check"), error
     assert result["tensorflow"] is False
+
+
+@pytest.mark.slow
+def test_sources_benchmark_times_source_on_gs(tmp_path: Path) -> None:
+    """``benchmarks/sources.py --gs`` on a tiny bundle writes its gs:// rows (no timing asserted)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "sources.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "sources.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--config", "digits", "--scale", "0.001", "--repeats", "1",
+         "--reads", "50", "--gs", "--json", str(out), "--cache-dir", str(tmp_path / "cache"),
+         "--tmp-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    for name in ("gs_source_random_single_cold", "gs_source_random_single_warm",
+                 "gs_source_random_batches_warm", "gs_source_whole_split"):
+        assert rows[name]["examples"] == (240 if name == "gs_source_whole_split" else 50), name
+        assert f"| {name} |" in done.stdout
+    assert rows["gs_cached_bytes"] == 240 * FRAME and rows["tensorflow_imported"] is False
