@@ -17,6 +17,12 @@ fresh data dir, every row is the median of ``--repeats`` passes, all in this one
   CUDA torch and do not import beside torch's CPU wheel). Skipped without torch.
 
 ``tfds.data_source`` first copies the TFRecord shards to array_record (timed as its own row).
+
+With ``--gs``, the prepared folder is also copied to a ``gcp-storage-emulator`` on 127.0.0.1
+(``tests/gcs_emulator.py``) and ``Source`` on ``gs://`` is timed in a child process that reaches it
+through etils.epath and gcsfs (no TensorFlow): random single reads with an empty block cache (the
+first pass, every block fetched) and warm (the median of the next ``--repeats``), random batches
+and the whole split.
 """
 
 from __future__ import annotations
@@ -107,6 +113,50 @@ def torch_rows(config: str, data_dir: str, indices: list[int], repeats: int) -> 
                 lambda: sum(1 for index in indices if torchvision_item(index)), repeats)}
 
 
+_GS_READS = """
+import json, statistics, sys, time
+import numpy as np
+import emnist_idx
+sys.path.insert(0, {benchmarks!r})
+from sources import batches, median_rate, singles
+start = time.perf_counter()
+source = emnist_idx.Source({config!r}, "train", {data_dir!r})
+opened_s = time.perf_counter() - start
+indices = np.random.default_rng(0).integers(0, len(source), {reads}).tolist()
+rows = {{"gs_source_open_s": opened_s,
+         "gs_source_random_single_cold": median_rate(singles(source, indices), 1),
+         "gs_source_random_single_warm": median_rate(singles(source, indices), {repeats}),
+         "gs_source_random_batches_warm": median_rate(batches(source.__getitem__, indices),
+                                                       {repeats}),
+         "gs_source_whole_split": median_rate(lambda: len(source[:][1]), {repeats}),
+         "gs_cached_bytes": source._remote.cached_bytes,
+         "tensorflow_imported": "tensorflow" in sys.modules}}
+print(json.dumps(rows))
+"""
+
+
+def gs_rows(config: str, data_dir: str, reads: int, repeats: int) -> dict:
+    """``Source`` on a copy of ``data_dir`` in a local GCS emulator (see the module doc)."""
+    repo = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(repo))
+    from tests.gcs_emulator import BUCKET, run_in_child, running_emulator
+
+    remote = f"gs://{BUCKET}/tfds"
+    upload = (f"from pathlib import Path\nfrom etils import epath\n"
+              f"for path in Path({data_dir!r}).rglob('*'):\n"
+              f"    if path.is_file() and '.lock' not in path.name:\n"
+              f"        target = epath.Path({remote!r}) / path.relative_to({data_dir!r})\n"
+              f"        target.write_bytes(path.read_bytes())\n")
+    with running_emulator() as port:
+        for code in (upload, _GS_READS.format(benchmarks=str(Path(__file__).resolve().parent),
+                                              config=config, data_dir=remote, reads=reads,
+                                              repeats=repeats)):
+            done = run_in_child(code, port)
+            if done.returncode:
+                raise RuntimeError(done.stderr[-3000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def benchmark(args: argparse.Namespace) -> dict:
     counts = bundle_lib.scaled_counts(args.config, args.scale)
     bundle, _ = bundle_lib.ensure_bundle(Path(args.cache_dir).resolve(), args.config, counts)
@@ -136,6 +186,8 @@ def benchmark(args: argparse.Namespace) -> dict:
     rows["data_source_random_batches"] = median_rate(batches(data_source.__getitems__, few),
                                                      args.repeats)
     rows.update(torch_rows(args.config, data_dir, indices, args.repeats))
+    if args.gs:
+        rows.update(gs_rows(args.config, data_dir, args.reads, args.repeats))
     rows["ratios"] = {
         "whole_split_source_over_load_numpy":
             rows["source_whole_split"]["median_s"] / rows["load_numpy_whole_split"]["median_s"],
@@ -173,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="write every figure to this file")
     parser.add_argument("--cache-dir", default=str(Path(__file__).resolve().parent / ".cache"))
     parser.add_argument("--tmp-dir", help="where the throwaway data dir goes")
+    parser.add_argument("--gs", action="store_true",
+                        help="also time Source on gs:// in a local GCS emulator")
     args = parser.parse_args(argv)
     report = benchmark(args)
     print(format_table(report))

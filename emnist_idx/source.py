@@ -4,8 +4,10 @@ Every record of a prepared split is a TFRecord frame of the same size (``_pipeli
 example i sits at a known offset of a known shard: ``source[i]`` reads its one frame from a
 memory map of the shard, checks its CRC32C and cuts image and label out of it. Shards are opened
 on first use in each process (a forked or unpickled copy opens its own), read-only, so a read-only
-dataset folder serves as well. Nothing is converted (no array_record copy) and nothing imports
-TensorFlow: split expressions are parsed by TFDS's own code, which does not need it.
+dataset folder serves as well. A data_dir on object storage (gs://, any etils.epath URL) cannot be
+mapped: its shards are read in checked blocks through a bounded cache (``remote_shards``).
+Nothing is converted (no array_record copy) and nothing imports TensorFlow: split expressions are
+parsed by TFDS's own code, which does not need it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,14 @@ import operator
 import os
 import queue
 from collections.abc import Sequence
-from pathlib import Path
 
-import google_crc32c
 import numpy as np
 
 from emnist_idx import configs
-from emnist_idx._pipeline import frames, prepared, splits
+from emnist_idx._format import storage
+from emnist_idx._pipeline import frames, prepared, remote_shards, splits
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare.shard_identity import ShardReads, check_fingerprint
-from emnist_idx._prepare.tfrecord_frames import MASK_DELTA
 from emnist_idx.errors import PreparedDataError
 
 _PIECE_RECORDS = 16_384  # records read, checked and cut per step of a contiguous read
@@ -57,11 +57,13 @@ class Source:
       split: "train" (default) or "test", with TFDS's slicing ("train[:90%]", "train+test"), or a
         ``tfds.core.ReadInstruction``.
       data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``); a local folder,
-        which may be read-only.
+        which may be read-only, or a URL etils.epath reads (``gs://bucket/tfds``; see below).
       download: prepare the config first when it is not prepared yet (as ``load_numpy`` does; this
         imports TensorFlow, in this process only). By default a missing config raises
         FileNotFoundError naming the command that prepares it.
       manual_dir: where NIST's files are when ``download`` prepares the config.
+      remote_cache_bytes: for a data_dir on object storage, how many bytes of records read each
+        process keeps for this Source (default 256 MiB; 0: none).
 
     Items:
       ``source[i]`` (a negative ``i`` counts from the end): ``(image, label)``, image uint8
@@ -74,6 +76,15 @@ class Source:
     A ``Source`` pickles to its arguments: workers (forked, spawned, Grain's ``mp_prefetch``) open
     the shards themselves on first use.
 
+    On object storage, shards cannot be memory-mapped: a single or list read fetches the ~1 MiB
+    blocks of records that hold its examples with ranged reads (every record's CRC32C checked) and
+    keeps them in a least-recently-used cache of ``remote_cache_bytes`` per process; slices
+    (``source[:]``, ``source[a:b]``) stream in pieces, as ``load_numpy`` does, uncached. Each
+    shard's size and fingerprint are checked on its first use in a process. URLs go through
+    etils.epath: with TensorFlow importable and ``EPATH_USE_TF`` unset, epath imports TensorFlow
+    and uses its file system; set ``EPATH_USE_TF=false`` to read through fsspec (gcsfs for gs://)
+    without TensorFlow.
+
     Example:
 
     ```python
@@ -85,13 +96,17 @@ class Source:
 
     def __init__(self, config: str = configs.DEFAULT_CONFIG, split: splits.SplitArg = "train",
                  data_dir: str | os.PathLike | None = None, *, download: bool = False,
-                 manual_dir: str | os.PathLike | None = None) -> None:
+                 manual_dir: str | os.PathLike | None = None,
+                 remote_cache_bytes: int = remote_shards.DEFAULT_CACHE_BYTES) -> None:
         from emnist_idx._pipeline.preparing import prepared_builder
 
         configs.check_config(config)
         if not isinstance(download, bool):
             raise ValueError(f"download must be True or False (a bool), got {download!r}")
+        if type(remote_cache_bytes) is not int or remote_cache_bytes < 0:
+            raise ValueError(f"remote_cache_bytes must be an int >= 0, got {remote_cache_bytes!r}")
         self.config, self.split = config, split
+        self.remote_cache_bytes = remote_cache_bytes
         self.data_dir = os.fspath(data_dir) if data_dir is not None else None
         builder = prepared_builder(config, data_dir=data_dir, manual_dir=manual_dir,
                                    download=download)
@@ -107,10 +122,10 @@ class Source:
                       for i in instructions]
         self._starts = np.cumsum([0] + [take for _, _, take, _ in self._runs]).tolist()
         self._length = self._starts[-1]
-        self._one = _OneRecord(self._layout)
-        self._maps: dict[str, tuple[mmap.mmap, np.ndarray]] = {}  # shard: its map, as frames
-        self._frame_size = self._layout.frame_size
-        self._opened_in = -1  # the fork count of the process whose maps _maps holds
+        self._one = frames.OneFrame(self._layout)
+        self._shards: dict[str, _MappedShard | remote_shards.RemoteShard] = {}  # opened in this process
+        self._remote: remote_shards.RemoteShards | None = None  # their blocks, in this process
+        self._opened_in = -1  # the fork count of the process whose shards _shards holds
 
     def __len__(self) -> int:
         return self._length
@@ -120,7 +135,8 @@ class Source:
                 f"{self._length:,} examples")
 
     def __reduce__(self):
-        return type(self), (self.config, self.split, self.data_dir)
+        return _restored, (type(self), self.config, self.split, self.data_dir,
+                           self.remote_cache_bytes)
 
     def __getitem__(self, index):
         if type(index) is not int:  # noqa: E721 - an int, the common case, is read at once
@@ -130,14 +146,14 @@ class Source:
             raise IndexError(f"index {index} is out of range for {self!r}")
         run = bisect.bisect_right(self._starts, position) - 1 if len(self._runs) > 1 else 0
         path, skip, _, _ = self._runs[run]
-        mapped = self._maps.get(path) if self._opened_in == _Process.forks else None
-        if mapped is None:
-            mapped = self._open_in_this_process(path)
-        start = (skip + position - self._starts[run]) * self._frame_size
+        shard = self._shards.get(path) if self._opened_in == _Process.forks else None
+        if shard is None:
+            shard = self._open_in_this_process(path)
+        record = skip + position - self._starts[run]
         try:
-            return self._one.cut(mapped[0][start:start + self._frame_size])
+            return self._one.cut(shard.frame(record))
         except frames.FrameError as exc:
-            raise _named(path, start // self._frame_size, exc) from None
+            raise prepared.frame_error(path, record, exc) from None
 
     def _read_other(self, index):
         """``source[index]`` for anything but a Python int."""
@@ -178,7 +194,13 @@ class Source:
             chosen = np.flatnonzero(runs == run)
             path, skip, _, _ = self._runs[run]
             records = skip + indices[chosen] - self._starts[run]
-            images[chosen], labels[chosen] = self._cut(path, self._frames(path)[records], records)
+            shard = self._shards.get(path) if self._opened_in == _Process.forks else None
+            shard_frames = (shard or self._open_in_this_process(path)).frames(records)
+            try:
+                shard_images, labels[chosen] = frames.cut(shard_frames, self._layout)
+            except frames.FrameError as exc:
+                raise prepared.frame_error(path, int(records[exc.index]), exc) from None
+            images[chosen] = shard_images[..., 0]
         return images, labels
 
     def _read_range(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +220,7 @@ class Source:
         workers = max(1, min(len(pieces), _READ_THREADS))
         buffers: queue.SimpleQueue[np.ndarray] = queue.SimpleQueue()
         for _ in range(workers):
-            buffers.put(np.empty((_PIECE_RECORDS, self._frame_size), dtype=np.uint8))
+            buffers.put(np.empty((_PIECE_RECORDS, self._layout.frame_size), dtype=np.uint8))
 
         shard_reads = ShardReads()  # each whole shard read is checked against its digest
 
@@ -218,96 +240,53 @@ class Source:
             list(pool.map(read, pieces))  # re-raises the first error
         return images[..., 0], labels
 
-    def _cut(self, path: str, block: np.ndarray, records: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray]:
-        try:
-            shard_images, shard_labels = frames.cut(block, self._layout)
-        except frames.FrameError as exc:
-            raise _named(path, int(records[exc.index]), exc) from None
-        return shard_images[..., 0], shard_labels
-
-    def _frames(self, path: str) -> np.ndarray:
-        """The shard's frames, (records, frame size) uint8, memory-mapped in this process."""
-        mapped = self._maps.get(path) if self._opened_in == _Process.forks else None
-        return (mapped or self._open_in_this_process(path))[1]
-
-    def _open_in_this_process(self, path: str) -> tuple[mmap.mmap, np.ndarray]:
+    def _open_in_this_process(self, path: str) -> _MappedShard | remote_shards.RemoteShard:
         if self._opened_in != _Process.forks:  # a new Source, or a forked copy: open our own
-            self._maps, self._opened_in = {}, _Process.forks
+            self._shards, self._remote, self._opened_in = {}, None, _Process.forks
         in_shard = next(total for run_path, _, _, total in self._runs if run_path == path)
-        expected = in_shard * self._layout.frame_size
+        shard: _MappedShard | remote_shards.RemoteShard
+        if storage.is_local(path):
+            shard = _MappedShard(path, in_shard, self._layout, str(self.split))
+        else:
+            if self._remote is None:
+                self._remote = remote_shards.RemoteShards(
+                    self._layout, {run_path: total for run_path, _, _, total in self._runs},
+                    str(self.split), self.remote_cache_bytes)
+            shard = self._remote.shard(path)
+        self._shards[path] = shard
+        return shard
+
+
+def _restored(cls: type[Source], config: str, split: splits.SplitArg, data_dir: str | None,
+              remote_cache_bytes: int) -> Source:
+    """A Source from its pickle: its arguments."""
+    return cls(config, split, data_dir, remote_cache_bytes=remote_cache_bytes)
+
+
+class _MappedShard:
+    """A local shard, memory-mapped read-only, its size and fingerprint checked when mapped."""
+
+    def __init__(self, path: str, in_shard: int, layout: RecordLayout, split: str) -> None:
+        self._frame_size = layout.frame_size
+        expected = in_shard * self._frame_size
         try:
             with open(path, "rb") as stream:
-                size = os.fstat(stream.fileno()).st_size
-                if size != expected:  # changed since the constructor checked it
-                    prepared.check_shard_size(  # raises its named error
-                        Path(path), in_shard, self._layout.frame_size, str(self.split))
-                mapped = mmap.mmap(stream.fileno(), expected, access=mmap.ACCESS_READ)
+                if os.fstat(stream.fileno()).st_size != expected:  # changed since the check
+                    prepared.check_shard(path, in_shard, layout, split)  # raises its named error
+                self._map = mmap.mmap(stream.fileno(), expected, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise PreparedDataError(path, f"cannot be read ({exc.strerror or exc})",
                                     configs.rebuild_command(os.path.dirname(path))) from exc
-        as_frames = np.frombuffer(mapped, dtype=np.uint8).reshape(in_shard, -1)
+        self._frames = np.frombuffer(self._map, dtype=np.uint8).reshape(in_shard, -1)
         # A swapped, foreign or stale shard of the right size: its count and first and last
         # record are not those recorded at prepare (each record's own CRC is checked as it is read).
         if in_shard:
-            check_fingerprint(path, in_shard, *(google_crc32c.value(
-                as_frames[index, frames.HEADER_SIZE:frames.HEADER_SIZE + self._layout.record_size])
-                for index in (0, in_shard - 1)))
-        self._maps[path] = (mapped, as_frames)
-        return mapped, as_frames
+            check_fingerprint(path, in_shard, layout.record_crc(self._frames[0]),
+                              layout.record_crc(self._frames[-1]))
 
+    def frame(self, record: int) -> bytes:
+        start = record * self._frame_size
+        return self._map[start:start + self._frame_size]
 
-class _OneRecord:
-    """Cuts one checked frame, in a few bytes comparisons: the fast path of ``source[i]``.
-
-    A record is what TFDS's serializer writes for its label with some image: the bytes around the
-    image are the label's template in one of the layout's field orders. Anything else (and any
-    frame whose CRC32C fails) goes to ``frames.cut``, which names the problem.
-    """
-
-    def __init__(self, layout: RecordLayout) -> None:
-        self._layout = layout
-        self._shape = layout.image_shape[:2]
-        self._record_end = frames.HEADER_SIZE + layout.record_size  # the stored CRC32C follows
-        image_size = int(np.prod(layout.image_shape))
-        header = frames.frame_header(layout.record_size).tobytes()
-        self._orders = [_templates(order, layout.record_size, image_size, header)
-                        for order in layout.orders if order.label_table is not None]
-
-    def cut(self, frame: bytes) -> tuple[np.ndarray, int]:
-        """``(image (28, 28), label)`` of one frame, or FrameError."""
-        crc = google_crc32c.value(frame[frames.HEADER_SIZE:self._record_end])
-        # TFRecord's masked CRC (tfrecord_frames.masked_crc), in Python ints: faster for one
-        masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
-        if masked == int.from_bytes(frame[self._record_end:], "little"):
-            for image_start, image_stop, label_byte, table, heads, tails in self._orders:
-                label = table[frame[label_byte]]
-                if (label >= 0 and frame.startswith(heads[label])
-                        and frame.startswith(tails[label], image_stop, self._record_end)):
-                    return np.ndarray(self._shape, np.uint8,
-                                      bytearray(frame[image_start:image_stop])), label
-        images, labels = frames.cut(np.frombuffer(frame, np.uint8)[None], self._layout)
-        return images[0, ..., 0], int(labels[0])  # not reached: frames.cut raises FrameError
-
-
-def _templates(order: frames.FieldOrder, record_size: int, image_size: int, header: bytes
-               ) -> tuple[int, int, int, list[int], list[bytes], list[bytes]]:
-    """A one-byte-label field order, in frame positions: (image start and stop, label byte,
-    label by that byte's value, and each label's frame bytes before the image (the frame header
-    and the record's start) and after it (the record's end and the stored CRC32C))."""
-    table = order.label_table
-    if table is None:  # pragma: no cover - the caller passes one-byte-label orders only
-        raise ValueError("a one-byte-label field order is needed")
-    rows = np.zeros((len(order.label_values), record_size), dtype=np.uint8)
-    rows[:, order.fixed_columns] = order.fixed_values
-    rows[order.label_values, order.label_columns[0]] = order.label_keys
-    start = frames.HEADER_SIZE + order.image_start
-    stop = start + image_size
-    return (start, stop, frames.HEADER_SIZE + int(order.label_columns[0]), table.tolist(),
-            [header + row[:order.image_start].tobytes() for row in rows],
-            [row[order.image_start + image_size:].tobytes() for row in rows])
-
-
-def _named(path: str, record: int, exc: frames.FrameError) -> PreparedDataError:
-    return PreparedDataError(path, f"record {record:,} {exc.problem}",
-                             configs.rebuild_command(os.path.dirname(path)))
+    def frames(self, records: np.ndarray) -> np.ndarray:
+        return self._frames[records]

@@ -233,3 +233,28 @@ def test_beam_prepare_records_each_shards_identity(tmp_path) -> None:
             version_dir / name)
     images, _ = load_numpy("digits", data_dir=str(tmp_path), download=False)
     assert images.shape == (40, 28, 28, 1)
+
+
+def test_metadata_json_is_read_once_per_check_and_again_by_the_next(prepared, tmp_path,
+                                                                    monkeypatch) -> None:
+    """One read per check call (not one per shard or piece), and none kept across calls: a
+    manifest changed between two reads is the one the second read checks against."""
+    from emnist_idx._pipeline import prepared as prepared_lib
+
+    version_dir = _copy(prepared, "dummy", tmp_path)
+    reads: list[str] = []
+    real_read = shard_identity._read_manifest
+    monkeypatch.setattr(shard_identity, "_read_manifest",
+                        lambda folder: reads.append(str(folder)) or real_read(folder))
+    builder = prepared_builder("digits", data_dir=_data_dir(version_dir), download=False)
+    prepared_lib.check_shards(builder, prepared_lib.RecordLayout.of(builder.info.features))
+    assert reads == [str(version_dir)]  # 2 shards, 1 read
+    reads.clear()
+    images, _ = load_numpy("digits", split="train+test", data_dir=_data_dir(version_dir),
+                           download=False)
+    assert len(images) == 60 and reads == [str(version_dir)] * 2  # the shards' check, the digests
+    metadata = json.loads((version_dir / "metadata.json").read_text())
+    metadata[shard_identity.MANIFEST_KEY]["train"][0]["sha256"] = "0" * 64
+    (version_dir / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(PreparedDataError, match=r"emnist_idx-train\.tfrecord.*does not hold"):
+        load_numpy("digits", split="train", data_dir=_data_dir(version_dir), download=False)

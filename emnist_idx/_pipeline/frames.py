@@ -17,6 +17,11 @@ step on a large array releases the GIL, and taking it back from a busy thread wa
 ``sys.getswitchinterval()`` (5 ms), so a good piece of records is checked and cut in a fixed,
 small number of whole-array steps, whatever its size: beside a busy thread, a piece of 16,384
 records takes ~0.1 s, against ~0.5 s for the ~90 steps of a pairwise combination.
+
+Every reader checks frames through this module: ``cut`` (a block: checked, then cut),
+``check_frames`` (a block: checked only), ``OneFrame`` (one frame at a time, for random reads) and
+``RecordLayout.record_crc`` (one record's CRC32C, for fingerprints). A ``FrameError`` says which
+frame and what; the reader names the shard (``prepared.frame_error``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ import tensorflow_datasets as tfds
 
 from emnist_idx._prepare.records import RecordEncoder, feature_entries
 from emnist_idx._prepare.tfrecord_frames import (
-    FOOTER_SIZE, HEADER_SIZE, crc_byte_table, frame_header, record_crcs, unmasked_crc)
+    FOOTER_SIZE, HEADER_SIZE, MASK_DELTA, crc_byte_table, frame_header, record_crcs, unmasked_crc)
 
 FRAMING_BYTES = HEADER_SIZE + FOOTER_SIZE  # 8 length + 4 length CRC, then 4 record CRC
 _HEADER_BYTES = HEADER_SIZE
@@ -126,6 +131,10 @@ class RecordLayout:
     def frame_size(self) -> int:
         return self.record_size + FRAMING_BYTES
 
+    def record_crc(self, frame: bytes | np.ndarray) -> int:
+        """The CRC32C computed over the record inside one frame (not the one stored with it)."""
+        return google_crc32c.value(frame[HEADER_SIZE:HEADER_SIZE + self.record_size])
+
     @classmethod
     def of(cls, features: tfds.features.FeaturesDict) -> RecordLayout:
         """The layout of the records TFDS's serializer writes for ``features``."""
@@ -195,6 +204,58 @@ def cut(frames: np.ndarray, layout: RecordLayout, images_out: np.ndarray | None 
     raise FrameError(row, f"is not an image-and-label record of this dataset's features: its byte "
                           f"{column} is {records[row, column]}, expected "
                           f"{order.fixed_values[order.fixed_columns == column][0]} (its CRC matches)")
+
+
+class OneFrame:
+    """Checks and cuts one frame at a time, in a few bytes comparisons: for random single reads,
+    where ``cut``'s whole-array steps cost more than the frame.
+
+    A record is what TFDS's serializer writes for its label with some image: the bytes around the
+    image are the label's template in one of the layout's field orders. Anything else (and any
+    frame whose CRC32C fails) goes to ``cut``, which names the problem.
+    """
+
+    def __init__(self, layout: RecordLayout) -> None:
+        self._layout = layout
+        self._shape = layout.image_shape[:2]
+        self._record_end = HEADER_SIZE + layout.record_size  # the stored CRC32C follows
+        image_size = int(np.prod(layout.image_shape))
+        header = frame_header(layout.record_size).tobytes()
+        self._orders = [_templates(order, layout.record_size, image_size, header)
+                        for order in layout.orders if order.label_table is not None]
+
+    def cut(self, frame: bytes) -> tuple[np.ndarray, int]:
+        """``(image (28, 28) uint8, writable, label)`` of one frame, or FrameError."""
+        crc = google_crc32c.value(frame[HEADER_SIZE:self._record_end])
+        # TFRecord's masked CRC (tfrecord_frames.masked_crc) in Python ints: faster for one value.
+        masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
+        if masked == int.from_bytes(frame[self._record_end:], "little"):
+            for image_start, image_stop, label_byte, table, heads, tails in self._orders:
+                label = table[frame[label_byte]]
+                if (label >= 0 and frame.startswith(heads[label])
+                        and frame.startswith(tails[label], image_stop, self._record_end)):
+                    return np.ndarray(self._shape, np.uint8,
+                                      bytearray(frame[image_start:image_stop])), label
+        images, labels = cut(np.frombuffer(frame, np.uint8)[None], self._layout)
+        return images[0, ..., 0], int(labels[0])  # not reached: cut raises FrameError
+
+
+def _templates(order: FieldOrder, record_size: int, image_size: int, header: bytes
+               ) -> tuple[int, int, int, list[int], list[bytes], list[bytes]]:
+    """A one-byte-label field order, in frame positions: (image start and stop, label byte,
+    label by that byte's value, and each label's frame bytes before the image (the frame header
+    and the record's start) and after it (the record's end and the stored CRC32C))."""
+    table = order.label_table
+    if table is None:  # pragma: no cover - the caller passes one-byte-label orders only
+        raise ValueError("a one-byte-label field order is needed")
+    rows = np.zeros((len(order.label_values), record_size), dtype=np.uint8)
+    rows[:, order.fixed_columns] = order.fixed_values
+    rows[order.label_values, order.label_columns[0]] = order.label_keys
+    start = HEADER_SIZE + order.image_start
+    stop = start + image_size
+    return (start, stop, HEADER_SIZE + int(order.label_columns[0]), table.tolist(),
+            [header + row[:order.image_start].tobytes() for row in rows],
+            [row[order.image_start + image_size:].tobytes() for row in rows])
 
 
 def check_frames(frames: np.ndarray, record_size: int) -> None:

@@ -125,19 +125,24 @@ def check_pixel_statistics(path: Path, metadata: dict) -> None:
 
 def check_shards(builder: tfds.core.DatasetBuilder, layout: RecordLayout,
                  filenames: set[str] | None = None) -> None:
-    """Checks each shard's size against its record count from dataset_info.json (one stat each),
-    and its fingerprint against metadata.json's (two small reads each: ``shard_identity``).
-
-    Only the shards in ``filenames`` (full paths) when given, else every shard of every split.
-    """
+    """``check_shard`` for each shard in ``filenames`` (full paths) when given, else every shard of
+    every split; metadata.json is read once for all of them."""
     folder = storage.path(builder.data_path)
+    manifests = shard_identity.Manifests()
     for split_info in builder.info.splits.values():
         for name, count in zip(split_info.filenames, split_info.shard_lengths):
             path = folder / name
-            if filenames is not None and os.fspath(path) not in filenames:
-                continue
-            check_shard_size(path, int(count), layout.frame_size, split_info.name)
-            shard_identity.check_tfrecord_fingerprint(path, int(count), layout.record_size)
+            if filenames is None or os.fspath(path) in filenames:
+                check_shard(path, int(count), layout, split_info.name, manifests)
+
+
+def check_shard(path: str | os.PathLike, count: int, layout: RecordLayout, split: str,
+                manifests: shard_identity.Manifests | None = None) -> None:
+    """Checks a shard before reading it: its size against its record count from
+    dataset_info.json (one stat), and its fingerprint against metadata.json's (two small reads:
+    ``shard_identity``). PreparedDataError names the shard."""
+    check_shard_size(storage.path(path), count, layout.frame_size, split)
+    shard_identity.check_tfrecord_fingerprint(path, count, layout.record_size, manifests)
 
 
 def check_shard_size(path: epath.Path, count: int, frame_size: int, split: str) -> None:
@@ -166,15 +171,31 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
     The frames are read into ``frames_buffer`` (uint8, at least ``take`` rows of the frame size)
     when given: reused across calls, its pages are not faulted in and zeroed again for each one.
     """
-    frame_size = layout.frame_size
-    if frames_buffer is None:
-        data = np.empty((take, frame_size), dtype=np.uint8)
-    else:
-        data = frames_buffer[:take]
+    data = read_frames(path, skip, take, shard_records, layout.frame_size,
+                       None if frames_buffer is None else frames_buffer[:take])
+    try:
+        images, labels = frames.cut(data, layout, images_out)
+    except frames.FrameError as exc:
+        raise frame_error(path, skip + exc.index, exc) from None
+    if crcs_out is not None:
+        crcs_out[...] = tfrecord_frames.record_crcs(data)
+    return images, labels
+
+
+def read_frames(path: str, skip: int, take: int, shard_records: int, frame_size: int,
+                frames_out: np.ndarray | None = None, *, size_checked: bool = False
+                ) -> np.ndarray:
+    """Frames ``skip`` to ``skip + take`` of a shard of ``shard_records`` records, unchecked, as a
+    (take, frame_size) uint8 array (``frames_out`` when given), in one ranged read.
+
+    The shard's size is checked first unless ``size_checked`` (the caller checked it in this
+    process: on object storage that is one request fewer); a read that ends early raises anyway.
+    """
+    data = np.empty((take, frame_size), dtype=np.uint8) if frames_out is None else frames_out
     try:
         with storage.open_for_reading(path) as stream:
-            size = storage.size(path)
-            if size != shard_records * frame_size:  # changed since load() checked it
+            if not size_checked and storage.size(path) != shard_records * frame_size:
+                # changed since load() checked it
                 check_shard_size(storage.path(path), shard_records, frame_size, "split's")
             stream.seek(skip * frame_size)
             got = _read_into(stream, data.data.cast("B"))
@@ -185,14 +206,15 @@ def read_records(path: str, skip: int, take: int, shard_records: int, layout: Re
         raise PreparedDataError(
             path, f"ends after {skip + got // frame_size:,} records; expected at least "
                   f"{skip + take:,} (dataset_info.json)", configs.rebuild_command(storage.path(path).parent))
-    try:
-        images, labels = frames.cut(data, layout, images_out)
-    except frames.FrameError as exc:
-        raise PreparedDataError(path, f"record {skip + exc.index:,} {exc.problem}",
-                                configs.rebuild_command(storage.path(path).parent)) from None
-    if crcs_out is not None:
-        crcs_out[...] = tfrecord_frames.record_crcs(data)
-    return images, labels
+    return data
+
+
+def frame_error(path: str | os.PathLike, record: int, exc: frames.FrameError
+                ) -> PreparedDataError:
+    """``exc``, raised for record ``record`` (its number in the shard) of ``path``, as the error
+    that names the shard, the record and the command that rebuilds the config."""
+    return PreparedDataError(path, f"record {record:,} {exc.problem}",
+                             configs.rebuild_command(storage.path(path).parent))
 
 
 def _read_into(stream, buffer: memoryview) -> int:

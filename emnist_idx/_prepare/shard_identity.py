@@ -99,38 +99,59 @@ def manifest(identities: dict[str, list[ShardIdentity]]) -> dict[str, list[dict[
             for split, shards in identities.items()}
 
 
-def expected_identity(shard: str | os.PathLike[str]) -> ShardIdentity | None:
+class Manifests:
+    """The manifests of the version folders one check reads, each folder's metadata.json read and
+    parsed once (a whole-split read or a shard loop checks many shards of one folder). Held only
+    as long as that check, so a dataset prepared again is seen by the next one. Thread-safe: two
+    threads may both read a folder's manifest the first time; both get the same content."""
+
+    def __init__(self) -> None:
+        self._by_folder: dict[str, dict[str, object] | None] = {}
+
+    def expected(self, shard: str | os.PathLike[str]) -> ShardIdentity | None:
+        """``expected_identity`` of ``shard``, from its folder's manifest as first read here."""
+        shard_path = storage.path(shard)
+        folder = shard_path.parent
+        key = os.fspath(folder)
+        if key not in self._by_folder:
+            self._by_folder[key] = _read_manifest(folder)
+        shards = self._by_folder[key]
+        if shards is None:
+            return None
+        metadata = folder / METADATA
+        match = _SHARD_NAME.match(shard_path.name)
+        if match is None:
+            raise PreparedDataError(shard_path, f"is not named as TFDS names shards, so {METADATA} "
+                                                "cannot say what it holds", configs.rebuild_command(folder))
+        split, index, count = match["split"], int(match["index"]), int(match["count"])
+        entries = shards.get(split)
+        if not isinstance(entries, list) or len(entries) != count:
+            found = f"{len(entries)} shard(s)" if isinstance(entries, list) else "nothing"
+            raise PreparedDataError(metadata, f"lists {found} for split {split!r}, but "
+                                              f"{shard_path.name} is shard {index} of {count}",
+                                    configs.rebuild_command(folder))
+        return _identity_from_json(entries[index], metadata, f"{split}[{index}]")
+
+
+def expected_identity(shard: str | os.PathLike[str], manifests: Manifests | None = None
+                      ) -> ShardIdentity | None:
     """The identity the manifest beside ``shard`` records for it; None (after a note, once per
     process and folder) if the dataset was prepared before manifests.
 
     ``shard`` has TFDS's default name, ``<dataset>-<split>.<format>-<index>-of-<count>``.
+    ``manifests``: the check's manifests read so far (default: metadata.json is read now).
     Raises PreparedDataError naming metadata.json when it is unreadable or lists no such shard.
     """
-    shard_path = storage.path(shard)
-    folder = shard_path.parent
-    shards = _read_manifest(folder)
-    if shards is None:
-        return None
-    metadata = folder / METADATA
-    match = _SHARD_NAME.match(shard_path.name)
-    if match is None:
-        raise PreparedDataError(shard_path, f"is not named as TFDS names shards, so {METADATA} cannot "
-                                       "say what it holds", configs.rebuild_command(folder))
-    split, index, count = match["split"], int(match["index"]), int(match["count"])
-    entries = shards.get(split)
-    if not isinstance(entries, list) or len(entries) != count:
-        found = f"{len(entries)} shard(s)" if isinstance(entries, list) else "nothing"
-        raise PreparedDataError(metadata, f"lists {found} for split {split!r}, but {shard_path.name} is "
-                                          f"shard {index} of {count}", configs.rebuild_command(folder))
-    return _identity_from_json(entries[index], metadata, f"{split}[{index}]")
+    return (manifests or Manifests()).expected(shard)
 
 
-def check_records(shard: str | os.PathLike[str], crcs: np.ndarray) -> None:
+def check_records(shard: str | os.PathLike[str], crcs: np.ndarray,
+                  manifests: Manifests | None = None) -> None:
     """Checks a whole shard: ``crcs`` are its records' CRC32Cs, all of them, in order.
 
     Raises PreparedDataError naming the shard when they are not the records the prepare wrote.
     """
-    expected = expected_identity(shard)
+    expected = expected_identity(shard, manifests)
     if expected is None:
         return
     found = ShardIdentity.of(crcs)
@@ -139,12 +160,12 @@ def check_records(shard: str | os.PathLike[str], crcs: np.ndarray) -> None:
 
 
 def check_fingerprint(shard: str | os.PathLike[str], count: int, first_crc: int | None,
-                      last_crc: int | None) -> None:
+                      last_crc: int | None, manifests: Manifests | None = None) -> None:
     """The cheap check of a shard: its record count and its first and last record's CRC32C.
 
     Raises PreparedDataError naming the shard when they are not those the prepare wrote.
     """
-    expected = expected_identity(shard)
+    expected = expected_identity(shard, manifests)
     if expected is None:
         return
     if expected.fingerprint() != (count, first_crc, last_crc):
@@ -152,14 +173,14 @@ def check_fingerprint(shard: str | os.PathLike[str], count: int, first_crc: int 
 
 
 def check_read(shard: str | os.PathLike[str], skip: int, crcs: np.ndarray,
-               shard_records: int) -> None:
+               shard_records: int, manifests: Manifests | None = None) -> None:
     """Checks records ``skip`` to ``skip + len(crcs)`` of a shard of ``shard_records`` records, read
     in one go: the full digest when that is all of them, else the count and whichever of the first
     and last record is among them."""
     if skip == 0 and len(crcs) == shard_records:
-        check_records(shard, crcs)
+        check_records(shard, crcs, manifests)
         return
-    expected = expected_identity(shard)
+    expected = expected_identity(shard, manifests)
     if expected is None:
         return
     first = int(crcs[0]) if skip == 0 and len(crcs) else expected.first_crc
@@ -170,9 +191,11 @@ def check_read(shard: str | os.PathLike[str], skip: int, crcs: np.ndarray,
 
 class ShardReads:
     """Checks shards read piece by piece, in any order and from any thread: each piece as it is
-    read (``check_read``), and a shard's full digest once all its records were read."""
+    read (``check_read``), and a shard's full digest once all its records were read. Each version
+    folder's manifest is read once, when its first piece is checked."""
 
-    def __init__(self) -> None:
+    def __init__(self, manifests: Manifests | None = None) -> None:
+        self._manifests = manifests or Manifests()
         self._lock = threading.Lock()
         self._pieces: dict[str, dict[int, np.ndarray]] = {}  # shard -> skip -> CRCs
         self._checked: set[str] = set()  # shards whose digest matched
@@ -181,7 +204,7 @@ class ShardReads:
             shard_records: int) -> None:
         """Records ``skip`` to ``skip + len(crcs)`` of ``shard`` were read; raises
         PreparedDataError as soon as they, or the whole shard, are not the ones prepared."""
-        check_read(shard, skip, crcs, shard_records)
+        check_read(shard, skip, crcs, shard_records, self._manifests)
         key = os.fspath(shard)
         if len(crcs) == shard_records:
             return
@@ -194,12 +217,13 @@ class ShardReads:
                 return
             whole = np.concatenate([pieces[start] for start in sorted(pieces)])
             del self._pieces[key]
-        check_records(shard, whole)
+        check_records(shard, whole, self._manifests)
         with self._lock:
             self._checked.add(key)
 
 
-def check_tfrecord_fingerprint(shard: str | os.PathLike[str], count: int, record_size: int) -> None:
+def check_tfrecord_fingerprint(shard: str | os.PathLike[str], count: int, record_size: int,
+                               manifests: Manifests | None = None) -> None:
     """``check_fingerprint`` of a TFRecord shard of ``count`` records of ``record_size`` bytes each,
     from two small reads (its first and last record)."""
     frame_size = HEADER_SIZE + record_size + FOOTER_SIZE
@@ -215,7 +239,8 @@ def check_tfrecord_fingerprint(shard: str | os.PathLike[str], count: int, record
     crcs = [google_crc32c.value(record) for record in records]
     if any(len(record) != record_size for record in records):
         crcs = [None, None]  # shorter than dataset_info.json says: not the shard prepared
-    check_fingerprint(shard, count, crcs[0] if crcs else None, crcs[-1] if crcs else None)
+    check_fingerprint(shard, count, crcs[0] if crcs else None, crcs[-1] if crcs else None,
+                      manifests)
 
 
 def _raise_mismatch(shard: str | os.PathLike[str], expected: ShardIdentity,
