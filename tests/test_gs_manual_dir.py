@@ -40,6 +40,13 @@ def prepare(manual_dir):
     return [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
 
 result = {{shape: prepare(url) for shape, url in {SHAPES!r}.items()}}
+x, y = emnist_idx.load_numpy("digits", "test", data_dir=tempfile.mkdtemp(),
+                             manual_dir={MANUAL!r} + "/zip")  # load's own manual_dir check
+result["load_numpy"] = [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
+try:
+    emnist_idx.load_numpy("digits", "test", data_dir=tempfile.mkdtemp(), manual_dir={MANUAL!r} + "/none")
+except FileNotFoundError as error:
+    result["no_dir"] = str(error)
 try:
     prepare({MANUAL!r} + "/partial")
 except FileNotFoundError as error:
@@ -55,8 +62,9 @@ def test_a_gs_manual_dir_in_each_shape_prepares_as_a_local_one(tmp_path) -> None
     done = run_scenario(_SCENARIO)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    for shape in SHAPES:
+    for shape in [*SHAPES, "load_numpy"]:
         assert result[shape] == local, shape
+    assert result["no_dir"].startswith(f"manual dir {MANUAL}/none does not exist")
     missing = result["missing"]  # names the full URLs searched, never "gs:/bucket"
     assert f"{MANUAL}/partial\n" in missing and f"{MANUAL}/partial/gzip\n" in missing
     assert configs.image_file("digits", "train") in missing and "gs:/bucket" not in missing

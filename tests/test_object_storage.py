@@ -11,6 +11,7 @@ from emnist_idx import configs, load_numpy
 from emnist_idx._pipeline import prepared
 from tests.bundle_factory import DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, run_scenario
+from tests.test_same_bytes import shard_hashes
 
 
 def test_version_dir_keeps_the_url() -> None:
@@ -67,3 +68,37 @@ def test_load_numpy_prepares_and_reads_a_gs_data_dir(tmp_path) -> None:
     np.testing.assert_array_equal(np.array(test_x, np.uint8), expected_x[..., 0])
     shard = f"gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0/emnist_idx-test.tfrecord-00000-of-00001"
     assert result["error"].startswith(shard) and "gs:/bucket" not in result["error"]
+
+
+_BEAM_TO_GS = f"""
+import hashlib, json
+from pathlib import Path
+from etils import epath
+import tensorflow_datasets as tfds
+from apache_beam.runners.direct.direct_runner import DirectRunner
+import emnist_idx
+from emnist_idx import configs
+for name in configs.file_names("digits"):
+    epath.Path("gs://{BUCKET}/nist/gzip", name).write_bytes(Path({str(DUMMY_GZIP)!r}, name).read_bytes())
+builder = tfds.builder("emnist_idx/digits", data_dir="gs://{BUCKET}/tfds")
+builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+    manual_dir="gs://{BUCKET}/nist", beam_runner=DirectRunner()))
+folder = epath.Path("gs://{BUCKET}/tfds/emnist_idx/digits/1.0.0")
+x, y = emnist_idx.load_numpy("digits", "test", data_dir="gs://{BUCKET}/tfds", download=False)
+print(json.dumps({{"shards": {{path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+                              for path in sorted(folder.iterdir()) if "tfrecord" in path.name}},
+                  "work_files": [p.name for p in folder.iterdir() if p.name.startswith(".emnist")],
+                  "test_labels": y.tolist()}}))
+"""
+
+
+@pytest.mark.slow
+def test_beam_prepares_a_gs_data_dir_from_a_gs_manual_dir_with_the_bulk_bytes(tmp_path) -> None:
+    """Beam's driver writes its plan files to the bucket, its workers read NIST's files from it."""
+    _, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path), manual_dir=str(DUMMY_GZIP))
+    done = run_scenario(_BEAM_TO_GS)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["shards"] == shard_hashes(prepared.version_dir("digits", str(tmp_path)))
+    assert len(result["shards"]) == 2 and result["work_files"] == []
+    assert result["test_labels"] == expected_y.tolist()

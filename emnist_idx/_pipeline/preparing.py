@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import tensorflow_datasets as tfds
 
 from emnist_idx import configs
+from emnist_idx._format.sources import location
 
 DATASET_NAME = configs.DATASET_NAME
 
@@ -35,7 +35,7 @@ def prepared_builder(
     from emnist_idx.emnist_idx_dataset_builder import Builder
 
     configs.check_config(config)
-    manual = Path(manual_dir).expanduser() if manual_dir is not None else None
+    manual = location(manual_dir) if manual_dir is not None else None  # a URL stays a URL
     if manual is not None and not manual.exists():
         raise FileNotFoundError(f"manual dir {manual_dir} does not exist: pass the directory (or the "
                                 "gzip.zip) holding NIST's EMNIST files")
