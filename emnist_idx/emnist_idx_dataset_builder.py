@@ -159,8 +159,9 @@ class Builder(tfds.core.ShardBasedBuilder):
         """
         if self.info.file_format == tfds.core.FileFormat.TFRECORD:
             record_size = RecordEncoder(self.info.features).record_size
+            manifests = shard_identity.Manifests()  # metadata.json read once, not per shard
             for path, count in self._shards(split).items():
-                shard_identity.check_tfrecord_fingerprint(path, count, record_size)
+                shard_identity.check_tfrecord_fingerprint(path, count, record_size, manifests)
         if shuffle_files:
             read_config = read_config or tfds.ReadConfig()
             cycle = read_config.interleave_cycle_length  # unset: TFDS's MISSING, not an int

@@ -18,6 +18,7 @@ import emnist_idx
 from emnist_idx import PreparedDataError, Source
 from emnist_idx import source as source_module
 from emnist_idx._pipeline import remote_shards
+from etils.epath import backend as epath_backend
 from tests.bundle_factory import DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, run_in_child, running_emulator
 
@@ -86,7 +87,7 @@ def test_a_shard_whose_every_block_was_read_is_checked_whole(prepared_data_dir: 
 
 
 def _epath_filesystems_cached(_: object = None) -> int:
-    return remote_shards.epath_backend.fsspec_backend._get_filesystem.cache_info().currsize
+    return epath_backend.fsspec_backend._get_filesystem.cache_info().currsize
 
 
 def test_forked_children_make_their_own_epath_filesystems() -> None:
@@ -94,7 +95,7 @@ def test_forked_children_make_their_own_epath_filesystems() -> None:
     per protocol: children must start without the parent's."""
     import multiprocessing
 
-    remote_shards.epath_backend.fsspec_backend.fs("/tmp")  # the parent now holds one
+    epath_backend.fsspec_backend.fs("/tmp")  # the parent now holds one
     assert _epath_filesystems_cached() >= 1
     with multiprocessing.get_context("fork").Pool(1) as pool:
         assert pool.map_async(_epath_filesystems_cached, [None]).get(timeout=60) == [0]

@@ -13,6 +13,7 @@ import os
 from typing import BinaryIO
 
 from etils import epath
+from etils.epath import backend as epath_backend
 
 
 def path(location: str | os.PathLike) -> epath.Path:
@@ -36,3 +37,17 @@ def open_for_reading(location: str | os.PathLike) -> BinaryIO:
     if is_local(location):
         return open(location, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
     return path(location).open("rb")
+
+
+def _new_filesystems_in_forked_children() -> None:
+    """epath keeps one fsspec filesystem per protocol (an ``lru_cache`` on its fsspec backend's
+    ``_get_filesystem``); fsspec's async ones (gcsfs) refuse to run in a forked child ("This class
+    is not fork-safe"), so a child must make its own. Without this, a Source that read gs://
+    before a fork fails in the forked workers (a DataLoader's, a fork Pool's)."""
+    method = getattr(type(getattr(epath_backend, "fsspec_backend", None)), "_get_filesystem", None)
+    clear = getattr(method, "cache_clear", None)
+    if clear is not None:
+        clear()
+
+
+os.register_at_fork(after_in_child=_new_filesystems_in_forked_children)

@@ -24,29 +24,14 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import os
 import threading
 
 import numpy as np
-from etils.epath import backend as epath_backend
 
 from emnist_idx._pipeline import prepared
 from emnist_idx._pipeline.frames import RecordLayout
 from emnist_idx._prepare import shard_identity, tfrecord_frames
 
-
-def _new_filesystems_in_forked_children() -> None:
-    """epath keeps one fsspec filesystem per protocol (an ``lru_cache`` on its fsspec backend's
-    ``_get_filesystem``); fsspec's async ones (gcsfs) refuse to run in a forked child ("This class
-    is not fork-safe"), so a child must make its own. Without this, a Source that read gs://
-    before a fork fails in the forked workers (a DataLoader's, a fork Pool's)."""
-    method = getattr(type(getattr(epath_backend, "fsspec_backend", None)), "_get_filesystem", None)
-    clear = getattr(method, "cache_clear", None)
-    if clear is not None:
-        clear()
-
-
-os.register_at_fork(after_in_child=_new_filesystems_in_forked_children)
 
 BLOCK_BYTES = 1 << 20  # a block's frames: one ranged read
 DEFAULT_CACHE_BYTES = 256 << 20  # blocks kept per Source and process (balanced's train: 94.5 MB)

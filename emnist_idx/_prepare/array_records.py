@@ -162,6 +162,7 @@ def check_fingerprints(tfrecord_shards: dict[str, int]) -> None:
     PreparedDataError names a shard that differs."""
     from array_record.python.array_record_module import ArrayRecordReader
 
+    manifests = shard_identity.Manifests()  # one metadata.json read per folder, not per shard
     for tfrecord_path, expected in tfrecord_shards.items():
         path = tfrecord_path.replace(f".{TFRECORD.file_suffix}-", f".{ARRAY_RECORD.file_suffix}-")
         reader = ArrayRecordReader(path)
@@ -172,4 +173,4 @@ def check_fingerprints(tfrecord_shards: dict[str, int]) -> None:
             reader.close()
         crcs = [google_crc32c.value(record) for record in ends]
         shard_identity.check_fingerprint(path, count, crcs[0] if crcs else None,
-                                         crcs[-1] if crcs else None)
+                                         crcs[-1] if crcs else None, manifests)
