@@ -1,13 +1,15 @@
 """Writes the measured figures into the docs: every block between ``<!-- figures:NAME -->`` and
 ``<!-- /figures:NAME -->`` in README.md and docs/*.md, generated from ``benchmarks/measured/*.json``:
 ``run.py --json`` output (``<config>.json``, one per config) and the other benchmarks' (their
-``"benchmark"`` names which: ``beam.py`` writes ``beam-<config>.json``).
+``"benchmark"`` names which: ``beam.py`` writes ``beam-<config>.json``, ``object_storage.py``
+``object-storage-<config>.json``).
 
     python benchmarks/figures.py           # rewrite the blocks
     python benchmarks/figures.py --check   # exit 1 if a block differs from what the JSON gives
 
 Blocks: ``summary`` (one table, a column per config, and the conditions of each run), ``tables``
-(``run.py``'s full table of each run) and ``beam`` (bulk against Beam prepares). tests/test_figures.py fails when a block is stale.
+(``run.py``'s full table of each run), ``beam`` (bulk against Beam prepares) and
+``object-storage`` (local disk against a gs:// emulator). tests/test_figures.py fails when a block is stale.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def _kind(report: dict) -> str:
 
 
 def of_kind(reports: list[dict], kind: str) -> list[dict]:
-    """The reports of one benchmark: ``run`` (run.py), ``beam``."""
+    """The reports of one benchmark: ``run`` (run.py), ``beam``, ``object_storage``."""
     return [report for report in reports if _kind(report) == kind]
 
 
@@ -149,8 +151,29 @@ def beam(reports: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def object_storage(reports: list[dict]) -> str:
+    """``object_storage.py``'s runs: local disk against gs:// on gcp-storage-emulator."""
+    lines = ["| config (train + test examples) | task | local disk | gs:// (emulator, gcsfs via"
+             " epath) | ratio |", "|---|---|---|---|---|"]
+    tasks = {"prepare": "prepare (every split)", "load_numpy": "`load_numpy` of train"}
+    for report in of_kind(reports, "object_storage"):
+        train, test = report["counts"]
+        for task, label in tasks.items():
+            lines.append(f"| {report['config']} ({train:,} + {test:,}) | {label} |"
+                         f" {report[f'{task}_local_median_s']:.2f} s |"
+                         f" {report[f'{task}_emulator_median_s']:.2f} s |"
+                         f" {report[f'{task}_emulator_over_local']:.1f}x |")
+    lines += ["", "Medians of `--repeats` runs each way, alternating, each in a fresh process"
+              " (`python benchmarks/object_storage.py --config CONFIG --repeats N`), on a"
+              " synthetic bundle; the emulator keeps its objects in memory on 127.0.0.1, so this"
+              " measures our reads and gcsfs's requests, not a network:", ""]
+    lines += [f"- {_conditions(report)}; {report['repeats']} repeats."
+              for report in of_kind(reports, "object_storage")]
+    return "\n".join(lines)
+
+
 RENDER: dict[str, Callable[[list[dict]], str]] = {"summary": summary, "tables": tables,
-                                                  "beam": beam}
+                                                  "beam": beam, "object-storage": object_storage}
 
 
 def regenerate(text: str, reports: list[dict], source: str = "<text>") -> str:

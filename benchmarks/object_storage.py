@@ -1,8 +1,9 @@
 """Preparing to and reading from a local GCS emulator against local disk.
 
-    python benchmarks/object_storage.py [--config mnist] [--repeats 3] [--json out.json]
+    python benchmarks/object_storage.py [--config mnist] [--repeats 3] [--scale 1.0]
+                                        [--json out.json]
 
-Prepares the config (full-size synthetic files) on local disk, copies the version folder to a
+Prepares the config (full-size synthetic files; ``--scale`` for a fraction) on local disk, copies the version folder to a
 ``gcp-storage-emulator`` on 127.0.0.1 (in memory), then times ``load_numpy`` of the train split
 from each, alternating, each read in a fresh process reaching the emulator through epath and gcsfs
 (``tests/gcs_emulator.py``). Then times whole prepares (the builder's download_and_prepare from the
@@ -22,6 +23,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 from tests.gcs_emulator import BUCKET, run_in_child, running_emulator  # noqa: E402
 
@@ -58,11 +60,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="mnist")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of NIST's counts")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    import beam  # the bundle's counts
+    import run  # machine facts and load, as in run.py's reports
+
     work = Path(tempfile.mkdtemp(prefix="object-storage-bench-"))
+    load_start = run.load_average()
     try:
-        report = _measure(args, work)
+        report = {"benchmark": "object_storage", "machine": run.machine_facts(),
+                  "load_avg_start": load_start, "repeats": args.repeats, "scale": args.scale,
+                  "counts": beam.scaled_counts(args.config, args.scale),
+                  **_measure(args, work, beam.scaled_counts(args.config, args.scale))}
+        report["load_avg_end"] = run.load_average()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for task in ("load_numpy", "prepare"):
@@ -75,11 +86,10 @@ def main() -> None:
         args.json.write_text(json.dumps(report, indent=2))
 
 
-def _measure(args: argparse.Namespace, work: Path) -> dict:
-    from emnist_idx import configs, load_numpy, synthetic
+def _measure(args: argparse.Namespace, work: Path, counts: tuple[int, int]) -> dict:
+    from emnist_idx import load_numpy, synthetic
 
-    bundle = synthetic.write_bundle(work / "bundle", {args.config: configs.NIST_COUNTS[args.config]},
-                                    make_zip=False)
+    bundle = synthetic.write_bundle(work / "bundle", {args.config: counts}, make_zip=False)
     local = work / "data"
     load_numpy(args.config, "train", data_dir=str(local), manual_dir=str(bundle))
     remote = f"gs://{BUCKET}/tfds"

@@ -169,3 +169,19 @@ def test_beam_benchmark_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
     assert len(report["bulk_seconds"]) == len(report["beam_seconds"]) == 1
     assert len(report["worker_peak_growth_mb"]) == 2  # direct_num_workers=2
     assert "digits: bulk median" in result.stdout
+
+
+def test_object_storage_benchmark_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
+    """benchmarks/object_storage.py: local and emulator rows, each a median of its repeats."""
+    out = tmp_path / "object-storage.json"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT.with_name("object_storage.py")), "--config", "digits",
+         "--scale", "0.0002", "--repeats", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "object_storage" and report["counts"] == [48, 8]
+    for task in ("load_numpy", "prepare"):
+        for where in ("local", "emulator"):
+            assert report[f"{task}_{where}_median_s"] == report["seconds"][task][where][0] > 0
+    assert "digits train load_numpy: local median" in result.stdout

@@ -35,7 +35,7 @@ def test_readme_and_performance_page_hold_the_generated_blocks() -> None:
     sections = _performance_sections()
     assert {m["name"] for m in figures.BLOCK.finditer(sections["README.md"])} == {"summary"}
     assert {m["name"] for m in figures.BLOCK.finditer(sections["docs/performance.md"])} == {
-        "summary", "tables", "beam"}
+        "summary", "tables", "beam", "object-storage"}
     for report in figures.of_kind(figures.measured_reports(), "run"):
         assert report["machine"]["git_commit"] in sections["README.md"]
 
@@ -65,6 +65,15 @@ def test_the_beam_block_holds_each_beam_run() -> None:
         assert report["machine"]["git_commit"] in block
     assert figures.summary(figures.measured_reports()) == figures.summary(
         figures.of_kind(figures.measured_reports(), "run"))  # the other kinds stay out
+
+
+def test_the_object_storage_block_holds_each_object_storage_run() -> None:
+    runs = figures.of_kind(figures.measured_reports(), "object_storage")
+    assert runs, "expected benchmarks/measured/object-storage-*.json (object_storage.py --json)"
+    block = figures.object_storage(runs)
+    for report in runs:
+        assert f"{report['load_numpy_emulator_median_s']:.2f} s" in block
+        assert report["machine"]["git_commit"] in block
 
 
 def test_each_run_says_its_commit_and_load() -> None:
