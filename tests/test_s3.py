@@ -49,7 +49,7 @@ def test_the_lock_message_names_the_aws_command_and_gs_scenarios_move_to_s3() ->
 
 
 _PREPARE_AND_READ = f"""
-import json, logging
+import json, logging, multiprocessing, operator
 import numpy as np
 import emnist_idx
 from emnist_idx._pipeline import prepared
@@ -67,8 +67,12 @@ for cache in (True, False):
                                          np.concatenate([b[1] for b in batches]).tolist()]
 (train_x, train_y), (test_x, test_y) = emnist_idx.load_data("digits", data_dir=data_dir)
 readers["load_data"] = [as_uint8(test_x), test_y.tolist()]
-source_x, source_y = emnist_idx.Source("digits", "test", data_dir=data_dir)[:]
+source = emnist_idx.Source("digits", "test", data_dir=data_dir)
+source_x, source_y = source[:]
 readers["Source"] = [as_uint8(source_x), source_y.tolist()]
+with multiprocessing.get_context("fork").Pool(1) as pool:  # s3fs, like gcsfs, is not fork-safe
+    forked_x, forked_y = pool.starmap_async(operator.getitem, [(source, slice(None))]).get(120)[0]
+readers["Source in a forked worker"] = [as_uint8(forked_x), forked_y.tolist()]
 shard = prepared.version_dir("digits", data_dir) / "emnist_idx-test.tfrecord-00000-of-00001"
 assert str(shard).startswith("s3://")
 shard.write_bytes(shard.read_bytes()[:-5])  # damaged on the bucket: the error names the full URL
@@ -87,8 +91,8 @@ def test_load_numpy_prepares_and_every_reader_reads_an_s3_data_dir(tmp_path) -> 
     done = run_scenario(_PREPARE_AND_READ)
     result = test_gs_locking._last_json(done)
     assert "not locked" not in done.stderr  # s3fs's exclusive create: the prepare held the lock
-    assert sorted(result["readers"]) == ["Source", "load(cache=False)", "load(cache=True)",
-                                         "load_data", "load_numpy"]
+    assert sorted(result["readers"]) == ["Source", "Source in a forked worker", "load(cache=False)",
+                                         "load(cache=True)", "load_data", "load_numpy"]
     for reader, (images, labels) in result["readers"].items():
         np.testing.assert_array_equal(np.array(images, np.uint8), expected_x[..., 0],
                                       err_msg=reader)
