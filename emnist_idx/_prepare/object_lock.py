@@ -1,23 +1,25 @@
-"""One prepare at a time per version folder on object storage (``gs://...``).
+"""One prepare at a time per version folder on object storage (``gs://...``, ``s3://...``).
 
 Object stores have no ``flock``. The lock is an object, ``<version>.lock`` beside the version
-folder, created only if absent: GCS's ``ifGenerationMatch=0`` precondition (gcsfs's
-``pipe_file(..., mode="create")``), so of two racing creates exactly one succeeds and the other
-gets 412 (FileExistsError). The object holds its holder (host, pid, since when) and a heartbeat
-count the holder rewrites every ``EMNIST_IDX_LOCK_HEARTBEAT_S`` seconds (30) while it prepares.
+folder, created only if absent (fsspec's ``pipe_file(..., mode="create")``: GCS's
+``ifGenerationMatch=0`` precondition through gcsfs, S3's ``If-None-Match: *`` through s3fs), so of
+two racing creates exactly one succeeds and the other gets 412 (FileExistsError). The object holds
+its holder (host, pid, since when) and a heartbeat count the holder rewrites every
+``EMNIST_IDX_LOCK_HEARTBEAT_S`` seconds (30) while it prepares.
 
-A waiter polls with backoff. It takes the lock once the object is gone, takes it over (logged)
-when its holder is a dead process on this host (deleting only the generation it read, so two
-waiters cannot both take over), and otherwise raises :class:`~emnist_idx.errors.PrepareLockedError`
-when the heartbeat did not change for ``EMNIST_IDX_LOCK_STALE_S`` seconds (300: the holder is
-gone; the message gives the command that removes the lock) or when it waited
-``EMNIST_IDX_LOCK_WAIT_S`` seconds (1800) in all. Staleness is judged by the waiter's own clock
-watching the heartbeat change, so the machines' clocks need not agree.
+A waiter polls with backoff. It takes the lock once the object is gone, takes it over (logged) when
+its holder is a dead process on this host (deleting only the generation it read, on S3 a delete
+``If-Match`` the ETag it read, so two waiters cannot both take over), and otherwise raises
+:class:`~emnist_idx.errors.PrepareLockedError` when the heartbeat did not change for
+``EMNIST_IDX_LOCK_STALE_S`` seconds (300: the holder is gone; the message gives the command that
+removes the lock) or when it waited ``EMNIST_IDX_LOCK_WAIT_S`` seconds (1800) in all. Staleness is
+judged by the waiter's own clock watching the heartbeat change, so the machines' clocks need not
+agree.
 
-The lock needs an fsspec file system for the URL's scheme (gcsfs for gs://): TensorFlow's gs://
-client, which etils.epath uses when TensorFlow is importable, has no create-only write. Without
-one, or on a store whose fsspec backend has no exclusive create, prepares run unlocked, with a
-warning.
+The lock needs an fsspec file system for the URL's scheme (gcsfs for gs://, s3fs for s3://):
+TensorFlow's gs:// client, which etils.epath uses when TensorFlow is importable, has no create-only
+write (and it has no s3:// at all). Without one, or on a store whose fsspec backend has no exclusive
+create, prepares run unlocked, with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import errno
 import json
 import logging
 import os
@@ -96,7 +99,9 @@ def is_held(url: str) -> bool:
 
 def remove_command(url: str) -> str:
     """The shell command that removes the lock object ``url``."""
-    return f"gcloud storage rm {url}" if url.startswith("gs://") else f"remove the object {url}"
+    commands = {"gs": "gcloud storage rm", "s3": "aws s3 rm"}
+    scheme = url.partition("://")[0]
+    return f"{commands[scheme]} {url}" if scheme in commands else f"remove the object {url}"
 
 
 @contextlib.contextmanager
@@ -172,13 +177,13 @@ def _acquire(fs: Any, key: str, url: str, me: Holder) -> bool:
             pass
         fs.invalidate_cache(key)
         try:
-            generation = fs.info(key).get("generation")
+            seen = fs.info(key)
             content = fs.cat_file(key)
         except FileNotFoundError:
             continue  # released between our create and our look
         holder = Holder.parse(content)
-        if holder.is_dead_here() and generation:
-            _take_over(url, generation, holder)
+        if holder.is_dead_here() and _versioned(fs, seen):
+            _take_over(fs, key, url, seen, holder)
             continue
         now = time.monotonic()
         if content != last_content:
@@ -204,14 +209,30 @@ def _acquire(fs: Any, key: str, url: str, me: Holder) -> bool:
         delay = min(delay * 2, _LONGEST_POLL_S, _seconds("EMNIST_IDX_LOCK_HEARTBEAT_S"))
 
 
-def _take_over(url: str, generation: str, holder: Holder) -> None:
-    """Deletes the lock's ``generation`` only: if another waiter took it over first, the lock now
-    has a newer generation and the delete finds nothing."""
-    versioned, key = _url_to_fs(f"{url}#{generation}")
-    with contextlib.suppress(FileNotFoundError):
-        versioned.rm_file(key)
-        _log.warning("Took over the lock %s: its holder, %s, is no longer running", url,
-                     holder.describe())
+def _versioned(fs: Any, seen: dict[str, Any]) -> bool:
+    """Whether the lock as ``seen`` can be deleted only if unchanged (GCS, S3)."""
+    return bool(seen.get("generation") or (seen.get("ETag") and hasattr(fs, "call_s3")))
+
+
+def _take_over(fs: Any, key: str, url: str, seen: dict[str, Any], holder: Holder) -> None:
+    """Deletes the lock only as ``seen``: its GCS generation, or on S3 a delete ``If-Match`` its
+    ETag. If another waiter took it over first, the lock is a newer object and the delete finds
+    nothing (404, or S3's 412)."""
+    try:
+        if seen.get("generation"):
+            versioned, versioned_key = _url_to_fs(f"{url}#{seen['generation']}")
+            versioned.rm_file(versioned_key)
+        else:
+            bucket, name, _ = fs.split_path(key)
+            fs.call_s3("delete_object", Bucket=bucket, Key=name, IfMatch=seen["ETag"])
+    except FileNotFoundError:
+        return
+    except OSError as changed:  # s3fs raises S3's 412 PreconditionFailed as EINVAL
+        if changed.errno == errno.EINVAL:
+            return
+        raise
+    _log.warning("Took over the lock %s: its holder, %s, is no longer running", url,
+                 holder.describe())
 
 
 def _is_mine(fs: Any, key: str, url: str, me: Holder) -> bool:
