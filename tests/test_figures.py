@@ -56,24 +56,23 @@ def test_a_stale_block_is_rewritten_and_an_unknown_one_refused() -> None:
         figures.regenerate("<!-- figures:speed -->\n<!-- /figures:speed -->\n", reports, "page.md")
 
 
-def test_the_beam_block_holds_each_beam_run() -> None:
-    runs = figures.of_kind(figures.measured_reports(), "beam")
-    assert runs, "expected benchmarks/measured/beam-*.json (beam.py --json)"
-    block = figures.beam(runs)
+@pytest.mark.parametrize("kind, render, figure", [
+    ("beam", figures.beam, lambda report: f"{report['beam_median_s']:.1f} s"),
+    ("object_storage", figures.object_storage,
+     lambda report: f"{report['load_numpy_emulator_median_s']:.2f} s"),
+])
+def test_each_benchmark_block_holds_each_of_its_runs(kind, render, figure) -> None:
+    runs = figures.of_kind(figures.measured_reports(), kind)
+    assert runs, f"expected benchmarks/measured/ JSON files of {kind} (its --json)"
+    block = render(runs)
     for report in runs:
-        assert f"{report['beam_median_s']:.1f} s" in block
+        assert figure(report) in block
         assert report["machine"]["git_commit"] in block
-    assert figures.summary(figures.measured_reports()) == figures.summary(
-        figures.of_kind(figures.measured_reports(), "run"))  # the other kinds stay out
 
 
-def test_the_object_storage_block_holds_each_object_storage_run() -> None:
-    runs = figures.of_kind(figures.measured_reports(), "object_storage")
-    assert runs, "expected benchmarks/measured/object-storage-*.json (object_storage.py --json)"
-    block = figures.object_storage(runs)
-    for report in runs:
-        assert f"{report['load_numpy_emulator_median_s']:.2f} s" in block
-        assert report["machine"]["git_commit"] in block
+def test_the_summary_holds_run_py_s_reports_only() -> None:
+    reports = figures.measured_reports()
+    assert figures.summary(reports) == figures.summary(figures.of_kind(reports, "run"))
 
 
 def test_each_run_says_its_commit_and_load() -> None:
