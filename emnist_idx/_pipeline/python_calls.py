@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import sys
 import threading
 import time
 import weakref
@@ -74,9 +75,22 @@ class _Calls:
                     return False
                 self._condition.wait(min(deadline, max(idle_at, now + 0.01)) - now)
 
+    @property
+    def running(self) -> int:
+        """How many guarded calls are running now."""
+        with self._condition:
+            return self._running
+
+
+def _drain_at_exit(calls: _Calls, timeout: float = DRAIN_SECONDS) -> None:
+    """``calls.close_and_drain``; says on stderr when exit stopped waiting for running calls."""
+    if not calls.close_and_drain(timeout):
+        sys.stderr.write(f"emnist_idx: {calls.running} pipeline read(s) still running {timeout} s "
+                         "into the interpreter's exit; exiting without waiting for them\n")
+
 
 _CALLS = _Calls()
-atexit.register(_CALLS.close_and_drain)
+atexit.register(_drain_at_exit, _CALLS)
 
 
 def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
