@@ -84,9 +84,8 @@ def write_splits(*, splits: Mapping[str, checks.CheckedSplit], encoder: RecordEn
                  for number in range(len(shards))]
         plan = epath.Path(paths[0]).parent / f"{WORK_FILE_PREFIX}{name}-plan.npz"
         _save_plan(plan, split)
-        header_size = checks.check_image_header(split.images).size
         tasks += [ShardTask(name, number, os.fspath(path), split.images, os.fspath(plan),
-                            header_size, start, stop)
+                            split.header_size, start, stop)
                   for number, (path, (start, stop)) in enumerate(zip(paths, shards))]
         split_infos.append((name, template, shards, paths))
     outcome_path = epath.Path(tasks[0].path).parent / _OUTCOME_NAME

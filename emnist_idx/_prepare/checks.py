@@ -22,6 +22,7 @@ class CheckedSplit:
 
     images: SourceFile
     labels: np.ndarray  # uint8 class ids 0..num_classes-1
+    header_size: int  # bytes before the images file's first pixel
 
     @property
     def count(self) -> int:
@@ -104,7 +105,8 @@ def check_config_files(files: ConfigFiles) -> dict[str, CheckedSplit]:
     for split in configs.SPLITS:
         header = check_image_header(files.images[split])
         labels = read_labels(files.labels[split], files.config, header.count, files.images[split].name)
-        splits[split] = CheckedSplit(images=files.images[split], labels=labels)
+        splits[split] = CheckedSplit(images=files.images[split], labels=labels,
+                                     header_size=header.size)
     return splits
 
 
