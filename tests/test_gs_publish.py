@@ -1,6 +1,6 @@
 """Putting a version folder in place on object storage (emnist_idx/_prepare/object_publish.py) and
 the lock's holder record (object_lock.Holder): the parts that need no store, on local files through
-the same epath calls (the emulator runs are in test_gs_locking.py)."""
+the same epath calls (the emulator runs are in test_object_locking.py)."""
 
 from __future__ import annotations
 
