@@ -89,7 +89,9 @@ def prepare(mode: str, config: str, bundle: Path, data_dir: Path) -> dict:
     return {"mode": mode, "seconds": seconds, "worker_peak_rss": sorted(peaks.values())}
 
 
-def _child(args: list[str]) -> dict:
+def run_child(mode: str, config: str, bundle: Path, data_dir: Path) -> dict:
+    """``prepare`` in a fresh process (``mode``: "bulk" or "beam")."""
+    args = [mode, config, str(bundle), str(data_dir)]
     done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True,
                           text=True, check=False, cwd=REPO)
     if done.returncode:
@@ -131,7 +133,7 @@ def main() -> None:
         for mode in runs:
             data_dir = Path(tempfile.mkdtemp(prefix=f"beam-bench-{mode}-"))
             try:
-                runs[mode].append(_child([mode, args.config, str(bundle), str(data_dir)]))
+                runs[mode].append(run_child(mode, args.config, bundle, data_dir))
             finally:
                 shutil.rmtree(data_dir, ignore_errors=True)
     baseline = worker_baseline()

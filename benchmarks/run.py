@@ -8,6 +8,9 @@ run on that bundle, each in fresh data dirs under a temporary directory:
   * prepare with TFDS's ``emnist`` (its download pointed at the local gzip.zip) and with
     ``emnist_idx``, each in a child process that reports time and peak RSS growth over the RSS
     after importing TensorFlow, TFDS and the builder;
+  * the same ``emnist_idx`` prepare through Beam (DirectRunner, 2 workers, multi_processing; as
+    benchmarks/beam.py runs it, which also repeats it against the bulk path), with the largest
+    SDK worker's peak RSS above a fresh worker's (``--no-beam`` leaves it out);
   * TFDS's standard pipeline over ``emnist`` for two epochs;
   * ``emnist_idx.load`` for ``--epochs`` epochs (the first includes the load() call);
   * the hand-written in-memory numpy pipeline over the same arrays (median of ``--epochs``);
@@ -51,6 +54,7 @@ DEFAULT_CACHE = HERE / ".cache"
 ROWS = [
     ("prepare_emnist", "prepare emnist (TFDS)"),
     ("prepare_emnist_idx", "prepare emnist_idx"),
+    ("prepare_emnist_idx_beam", "prepare emnist_idx, Beam (RSS: per worker)"),
     ("epoch1_emnist", "epoch 1 emnist (TFDS)"),
     ("epoch2_emnist", "epoch 2 emnist (TFDS)"),
     ("epoch1_emnist_idx", "epoch 1 emnist_idx (incl. load())"),
@@ -78,6 +82,7 @@ TFDS_ROWS = ("prepare_emnist", "epoch1_emnist", "epoch2_emnist", "epoch1_emnist_
 FLOOR_OF = {
     "prepare_emnist": "floor_prepare",
     "prepare_emnist_idx": "floor_prepare",
+    "prepare_emnist_idx_beam": "floor_prepare",
     "epoch1_emnist": "floor_raw_read",
     "epoch2_emnist": "floor_raw_read",
     "epoch1_emnist_idx": "floor_raw_read",
@@ -191,6 +196,20 @@ def run_prepare_child(builder: str, config: str, bundle: Path, data_dir: Path,
         tail = child_log.read_text(errors="replace")[-4000:]
         raise RuntimeError(f"prepare of {builder} failed (exit {code}):\n{tail}")
     return json.loads(result.read_text())
+
+
+def measure_beam_prepare(config: str, bundle: Path, data_dir: Path, examples: int) -> dict:
+    """The emnist_idx prepare through Beam (DirectRunner, 2 workers, multi_processing) in a fresh
+    process; ``peak_rss_growth_mb`` is the largest SDK worker's peak over a worker's baseline."""
+    import beam
+
+    result = beam.run_child("beam", config, bundle, data_dir)
+    peaks = result["worker_peak_rss"]
+    if not peaks:
+        raise RuntimeError("the Beam prepare ran, but no SDK worker process was seen")
+    growth = max(peaks) - beam.worker_baseline()
+    return epoch_figures(result["seconds"], examples, peak_rss_growth_mb=growth / 2**20,
+                         workers=len(peaks), runner="DirectRunner, 2 workers, multi_processing")
 
 
 def consume(dataset) -> int:
@@ -499,6 +518,7 @@ def add_ratios(rows: dict) -> None:
     references = {
         "prepare_emnist": {"vs_tfds": "prepare_emnist"},
         "prepare_emnist_idx": {"vs_tfds": "prepare_emnist"},
+        "prepare_emnist_idx_beam": {"vs_tfds": "prepare_emnist"},
         "epoch1_emnist": {"vs_tfds": "epoch1_emnist"},
         "epoch2_emnist": {"vs_tfds": "epoch1_emnist"},
         "epoch1_emnist_idx": {"vs_tfds": "epoch1_emnist"},
@@ -676,6 +696,13 @@ def benchmark(args: argparse.Namespace) -> dict:
         rows["prepare_emnist_idx"] = run_prepare_child("emnist_idx", args.config, bundle, idx_dir,
                                                        counts, workdir)
         log(f"  {rows['prepare_emnist_idx']['seconds']:.1f} s")
+        if args.no_beam:
+            rows["prepare_emnist_idx_beam"] = {"skipped": "--no-beam"}
+        else:
+            log("prepare emnist_idx through Beam in a child process")
+            rows["prepare_emnist_idx_beam"] = measure_beam_prepare(
+                args.config, bundle, workdir / "data_beam", sum(counts))
+            log(f"  {rows['prepare_emnist_idx_beam']['seconds']:.1f} s")
 
         if not earlier:
             log("TFDS emnist: 2 epochs, then epoch 1 again consumed in-graph")
@@ -770,6 +797,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tfds-from", metavar="JSON",
                         help="take TFDS's rows from this earlier run (same config and scale) "
                              "instead of measuring them again; marked * in the table")
+    parser.add_argument("--no-beam", action="store_true",
+                        help="leave out the Beam prepare (benchmarks/beam.py measures it alone)")
     # Hidden: one prepare in a child process.
     parser.add_argument("--child", choices=["emnist", "emnist_idx"], help=argparse.SUPPRESS)
     parser.add_argument("--bundle", help=argparse.SUPPRESS)

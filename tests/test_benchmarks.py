@@ -21,6 +21,7 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "run.py"
 ROW_LABELS = [
     "prepare emnist (TFDS)",
     "prepare emnist_idx",
+    "prepare emnist_idx, Beam (RSS: per worker)",
     "epoch 1 emnist (TFDS)",
     "epoch 2 emnist (TFDS",
     "epoch 1 emnist_idx (incl. load())",
@@ -36,6 +37,7 @@ ROW_LABELS = [
 ROW_KEYS = [
     "prepare_emnist",
     "prepare_emnist_idx",
+    "prepare_emnist_idx_beam",
     "epoch1_emnist",
     "epoch2_emnist",
     "epoch1_emnist_idx",
@@ -83,13 +85,16 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
                 "tensorflow_datasets", "numpy", "gpus"):
         assert key in report["machine"]
     assert set(ROW_KEYS) <= set(report["rows"])
-    for key in ROW_KEYS[:7] + ROW_KEYS[9:]:  # not the two GPU rows
+    for key in set(ROW_KEYS) - {"device_emnist_idx", "resident_emnist_idx"}:  # no GPU here
         row = report["rows"][key]
         assert row["examples"] > 0 and row["seconds"] > 0 and row["examples_per_s"] > 0
     assert report["rows"]["epoch1_emnist_idx"]["examples"] == 480
     assert report["rows"]["prepare_emnist_idx"]["examples"] == 560
-    for key in ("prepare_emnist", "prepare_emnist_idx"):
+    for key in ("prepare_emnist", "prepare_emnist_idx", "prepare_emnist_idx_beam"):
         assert "peak_rss_growth_mb" in report["rows"][key]
+    beam = report["rows"]["prepare_emnist_idx_beam"]  # Beam really ran, on both SDK workers
+    assert beam["examples"] == 560 and beam["workers"] == 2
+    assert beam["ratios"]["vs_floor"] > 0 and "vs_tfds" in beam["ratios"]
     assert len(report["targets"]) == 6
     assert all(isinstance(target["passed"], bool) for target in report["targets"])
     rows = report["rows"]
@@ -124,9 +129,10 @@ def test_benchmark_script_runs_on_a_tiny_bundle(tmp_path: Path) -> None:
 
 def test_tfds_rows_can_come_from_an_earlier_run(tmp_path: Path) -> None:
     first = tmp_path / "first.json"
-    _run(tmp_path, "--json", str(first))
+    _run(tmp_path, "--json", str(first), "--no-beam")
     again = tmp_path / "again.json"
-    result = _run(tmp_path, "--json", str(again), "--tfds-from", str(first))
+    result = _run(tmp_path, "--json", str(again), "--tfds-from", str(first), "--no-beam")
+    assert "skipped: --no-beam" in result.stdout
     earlier, report = json.loads(first.read_text()), json.loads(again.read_text())
     for key in ("prepare_emnist", "epoch1_emnist", "epoch2_emnist", "epoch1_emnist_graph"):
         assert report["rows"][key]["seconds"] == earlier["rows"][key]["seconds"]
