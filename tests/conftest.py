@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
 
 try:
@@ -55,3 +56,10 @@ def prepared_data_dir(tmp_path_factory: pytest.TempPathFactory, manual_dir: Path
 def data_dir(prepared_data_dir: Path) -> str:
     """``prepared_data_dir`` as the string ``data_dir=`` arguments take."""
     return str(prepared_data_dir)
+
+
+@pytest.fixture(scope="session")
+def digits_test(data_dir: str) -> tuple[np.ndarray, np.ndarray]:
+    """digits' test split, images and labels, as ``load_numpy`` reads it from a local prepare: what
+    a prepare on object storage must give."""
+    return emnist_idx.load_numpy("digits", "test", data_dir=data_dir, download=False)

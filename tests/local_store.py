@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -22,6 +23,13 @@ from pathlib import Path
 from tests.loopback import namespace_prefix
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def last_json(done: subprocess.CompletedProcess) -> dict:
+    """What a scenario or child printed last, as JSON; fails with its stderr's end unless it
+    exited with 0."""
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def free_port() -> int:

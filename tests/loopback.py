@@ -23,7 +23,6 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 _SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
 _IFREQ = struct.Struct("16sh22x")  # struct ifreq: the name, then ifr_flags in a 24-byte union

@@ -4,13 +4,13 @@ etils.epath from a local GCS emulator, prepares what a local manual dir prepares
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 
-from emnist_idx import configs, load_numpy
+from emnist_idx import configs
 from tests.bundle_factory import DUMMY_DATA, DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, run_scenario
+from tests.local_store import last_json
 
 MANUAL = f"gs://{BUCKET}/manual"
 SHAPES = {"zip in the dir": f"{MANUAL}/zip", "the zip as the dir": f"{MANUAL}/zip/gzip.zip",
@@ -56,12 +56,10 @@ print(json.dumps(result))
 
 
 @pytest.mark.slow
-def test_a_gs_manual_dir_in_each_shape_prepares_as_a_local_one(tmp_path) -> None:
-    x, y = load_numpy("digits", "test", data_dir=str(tmp_path), manual_dir=str(DUMMY_GZIP))
+def test_a_gs_manual_dir_in_each_shape_prepares_as_a_local_one(digits_test) -> None:
+    x, y = digits_test
     local = [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
-    done = run_scenario(_SCENARIO)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json(run_scenario(_SCENARIO))
     for shape in [*SHAPES, "load_numpy"]:
         assert result[shape] == local, shape
     assert result["no_dir"].startswith(f"manual dir {MANUAL}/none does not exist")

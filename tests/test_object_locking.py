@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import subprocess
 from collections.abc import Callable
 
 import pytest
 
-from emnist_idx import load_numpy
 from emnist_idx._prepare import object_lock
 from emnist_idx._prepare.object_lock import Holder
 from tests import gcs_emulator, s3_server
+from tests.local_store import last_json
 from tests.bundle_factory import DUMMY_GZIP
 
 
@@ -50,11 +49,6 @@ STORES = {"gs": Store("gs", "tests.gcs_emulator", "gcloud storage rm", gcs_emula
 @pytest.fixture(params=sorted(STORES))
 def store(request: pytest.FixtureRequest) -> Store:
     return STORES[request.param]
-
-
-def _last_json(done) -> dict:
-    assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_holder_round_trips_and_a_foreign_lock_reads_as_unknown() -> None:
@@ -109,7 +103,7 @@ print(json.dumps({{"winners": winners, "intervals": intervals,
 def test_one_of_racing_creates_wins_and_two_holders_take_turns(store: Store) -> None:
     """gcsfs's ``pipe_file(mode="create")`` sends ``ifGenerationMatch=0``, s3fs's
     ``If-None-Match: *``: a second create is refused (412) on both."""
-    result = _last_json(store.run_scenario(_race(store)))
+    result = last_json(store.run_scenario(_race(store)))
     assert result["winners"] == 1
     (first_start, first_end, first_waited), (second_start, _, second_waited) = result["intervals"]
     assert first_end <= second_start  # never both inside
@@ -186,7 +180,7 @@ def test_a_dead_holder_is_taken_over_and_a_stale_or_busy_lock_is_a_named_error(
     take-over deletes only what it read (gs: the generation; s3: ``If-Match`` the ETag)."""
     done = store.run_scenario(_stale(store), env={"EMNIST_IDX_LOCK_STALE_S": "2",
                                                   "EMNIST_IDX_LOCK_HEARTBEAT_S": "0.5"})
-    result = _last_json(done)
+    result = last_json(done)
     lock = store.lock
     assert result["took_over"] and result["released"] and result["intruder_kept"]
     assert f"The lock {lock} is held by pid 7 on host intruder" in done.stderr
@@ -222,10 +216,9 @@ files = (sorted(path.rsplit("/", 1)[-1] for path in fs.ls({store.version_dir!r})
 
 
 @pytest.fixture(scope="module")
-def local_digits(tmp_path_factory) -> list[str]:
+def local_digits(digits_test) -> list[str]:
     """The hashes ``_prepare``'s code prints, from a local prepare."""
-    x, y = load_numpy("digits", "test", data_dir=str(tmp_path_factory.mktemp("local")),
-                      manual_dir=str(DUMMY_GZIP))
+    x, y = digits_test
     return [hashlib.sha256(x.tobytes()).hexdigest(), hashlib.sha256(y.tobytes()).hexdigest()]
 
 
@@ -255,7 +248,7 @@ print(json.dumps({{"results": [json.loads(out.splitlines()[-1]) for out in outpu
 def test_two_concurrent_prepares_of_one_folder_give_one_identical_dataset(
         store: Store, local_digits: list[str]) -> None:
     """Both wait for a held lock, then take turns: one prepares, the other reuses its dataset."""
-    result = _last_json(store.run_scenario(_concurrent(store)))
+    result = last_json(store.run_scenario(_concurrent(store)))
     assert result["results"] == [local_digits, local_digits]
     assert sorted(result["prepared"]) == [0, 1]
     assert result["listing"] == ["1.0.0"]  # no lock, no incomplete.* folder left
@@ -306,7 +299,7 @@ print(json.dumps({{"after_kill": after_kill, "read": read.stdout.strip().splitli
 @pytest.mark.parametrize("stage", ["writing", "publishing"])
 def test_a_killed_prepare_is_never_read_as_complete_and_the_next_one_recovers(
         store: Store, local_digits: list[str], stage: str) -> None:
-    result = _last_json(store.run_scenario(_killed(store, stage)))
+    result = last_json(store.run_scenario(_killed(store, stage)))
     version_dir = store.version_dir
     after_kill = result["after_kill"]
     assert after_kill["returncode"] == -9

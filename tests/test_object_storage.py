@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from emnist_idx import configs, load_numpy
 from emnist_idx._pipeline import prepared
 from tests.bundle_factory import DUMMY_GZIP
 from tests.gcs_emulator import BUCKET, run_scenario
+from tests.local_store import last_json
 from tests.test_same_bytes import shard_hashes
 
 
@@ -50,12 +50,9 @@ print(json.dumps({{"x": x.tolist(), "y": y.tolist(), "error": message, "batches"
 
 
 @pytest.mark.slow
-def test_load_numpy_prepares_and_reads_a_gs_data_dir(tmp_path) -> None:
-    expected_x, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path),
-                                        manual_dir=str(DUMMY_GZIP))
-    done = run_scenario(_PREPARE_AND_READ)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+def test_load_numpy_prepares_and_reads_a_gs_data_dir(digits_test) -> None:
+    expected_x, expected_y = digits_test
+    result = last_json(run_scenario(_PREPARE_AND_READ))
     np.testing.assert_array_equal(np.array(result["x"], np.uint8), expected_x)
     np.testing.assert_array_equal(np.array(result["y"]), expected_y)
     for cache, batches in result["batches"].items():  # load(), cached and streamed
@@ -96,9 +93,7 @@ print(json.dumps({{"shards": {{path.name: hashlib.sha256(path.read_bytes()).hexd
 def test_beam_prepares_a_gs_data_dir_from_a_gs_manual_dir_with_the_bulk_bytes(tmp_path) -> None:
     """Beam's driver writes its plan files to the bucket, its workers read NIST's files from it."""
     _, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path), manual_dir=str(DUMMY_GZIP))
-    done = run_scenario(_BEAM_TO_GS)
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json(run_scenario(_BEAM_TO_GS))
     assert result["shards"] == shard_hashes(prepared.version_dir("digits", str(tmp_path)))
     assert len(result["shards"]) == 2 and result["work_files"] == []
     assert result["test_labels"] == expected_y.tolist()

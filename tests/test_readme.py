@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from tests.docs_runner import SETUP_PREFIX, ROOT, commands_step_here
 

@@ -7,13 +7,12 @@ The lock's scenarios run on s3:// and gs:// alike: tests/test_object_locking.py.
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
 
-from emnist_idx import load_numpy
 from tests.bundle_factory import DUMMY_GZIP
+from tests.local_store import last_json
 from tests.s3_server import BUCKET, run_scenario
 
 DATA_DIR = f"s3://{BUCKET}/tfds"
@@ -56,12 +55,10 @@ print(json.dumps({{"readers": readers, "train_count": len(train_y), "error": mes
 
 
 @pytest.mark.slow
-def test_load_numpy_prepares_and_every_reader_reads_an_s3_data_dir(tmp_path) -> None:
-    expected_x, expected_y = load_numpy("digits", "test", data_dir=str(tmp_path),
-                                        manual_dir=str(DUMMY_GZIP))
+def test_load_numpy_prepares_and_every_reader_reads_an_s3_data_dir(digits_test) -> None:
+    expected_x, expected_y = digits_test
     done = run_scenario(_PREPARE_AND_READ)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json(done)
     assert "not locked" not in done.stderr  # s3fs's exclusive create: the prepare held the lock
     assert sorted(result["readers"]) == ["Source", "Source in a forked worker", "load(cache=False)",
                                          "load(cache=True)", "load_data", "load_numpy"]

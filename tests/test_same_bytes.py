@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emnist_idx import configs
 from emnist_idx._pipeline import frames
 from emnist_idx._prepare.records import RecordEncoder, fixed_order
 from tests.bundle_factory import DUMMY_GZIP, REPO
